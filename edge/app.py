@@ -1,0 +1,226 @@
+"""The supervisor: builds the pipeline from the config and runs it until a signal.
+
+Data flows one way: camera workers (threads) -> outputs queue (asyncio) -> outbox
+(SQLite) -> MQTT link. Stats and health are read from the workers' status objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from typing import Any
+
+from edge.camera import CameraOutput, CameraState, CameraStatus, CameraWorker, EventOutput, MotionOutput
+from edge.config import Config
+from edge.health import RateMeter, disk_check, health, stats
+from edge.logs import get_logger
+from edge.mqtt import MAX_COMMAND_BYTES, MqttLink
+from edge.outbox import Kind, Outbox
+from edge.topics import Topics
+
+SHUTDOWN_BUDGET_S = 8.0  # SPEC: exit within 10 s of SIGTERM
+HEALTH_POLL_S = 1.0
+
+
+def _json(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+
+
+class Daemon:
+    """Owns the workers, the outbox and the MQTT link for one box."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.topics = Topics(config.mqtt.topic_prefix, config.box.id)
+        self._log = get_logger(box=config.box.id)
+        self._started = time.monotonic()
+        self._meter = RateMeter()
+        self._stop = asyncio.Event()
+        self._outputs: asyncio.Queue[CameraOutput] = asyncio.Queue()
+        self._retained: dict[str, bytes] = {}
+        self._last_health_status: str | None = None
+        data_dir = config.box.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(data_dir / "outbox.sqlite", config.outbox.max_bytes)
+        self.link = MqttLink(
+            config.mqtt,
+            config.mqtt.client_id or f"nvr-edge-{config.box.id}",
+            self.topics,
+            self.outbox,
+            on_command=self._on_command,
+            on_connect=self._republish_retained,
+        )
+        self.workers: dict[str, CameraWorker] = {}
+        self.statuses: dict[str, CameraStatus] = {}
+
+    # -- lifecycle ---------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._log.warning("sighup_ignored", reason="reload not supported yet"))
+
+        def sink(item: CameraOutput) -> None:
+            loop.call_soon_threadsafe(self._outputs.put_nowait, item)
+
+        for cam_id, cam in self.config.cameras.items():
+            if not cam.enabled:
+                self.statuses[cam_id] = CameraStatus(state=CameraState.DISABLED)
+                continue
+            worker = CameraWorker(cam_id, cam, self.config.box.id, self.config.events, sink)
+            self.workers[cam_id] = worker
+            self.statuses[cam_id] = worker.status
+            self._put_state(self.topics.motion(cam_id), b"OFF")  # a crash may have left ON retained
+        for worker in self.workers.values():
+            worker.start()
+        self._log.info("daemon_started", cameras=len(self.workers), outbox_pending=self.outbox.pending)
+
+        tasks = [
+            asyncio.create_task(self.link.run(), name="mqtt"),
+            asyncio.create_task(self._consume_outputs(), name="outputs"),
+            asyncio.create_task(self._stats_loop(), name="stats"),
+            asyncio.create_task(self._health_watch(), name="health"),
+        ]
+        await self._stop.wait()
+        await self._shutdown(tasks)
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        self._log.info("daemon_stopping")
+        deadline = time.monotonic() + SHUTDOWN_BUDGET_S
+        for worker in self.workers.values():
+            worker.stop()
+        for worker in self.workers.values():
+            await asyncio.to_thread(worker.join, max(0.1, min(3.0, deadline - time.monotonic() - 4)))
+            worker.close_events("shutdown")
+        await asyncio.sleep(0)  # let call_soon_threadsafe deliveries land
+        self._drain_outputs()
+        await self.link.flush(max(0.5, deadline - time.monotonic() - 1.0))
+        await self.link.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._log.info("daemon_stopped", outbox_pending=self.outbox.pending)
+        self.outbox.close()
+
+    # -- camera outputs -> outbox --------------------------------------------------
+    async def _consume_outputs(self) -> None:
+        while True:
+            item = await self._outputs.get()
+            self._handle_output(item)
+
+    def _drain_outputs(self) -> None:
+        while not self._outputs.empty():
+            self._handle_output(self._outputs.get_nowait())
+
+    def _handle_output(self, item: CameraOutput) -> None:
+        """The one place where camera data becomes outgoing messages; applies `share`."""
+        share = self.config.cameras[item.camera].share
+        if share == "none":
+            return
+        images = share == "full"
+        if isinstance(item, MotionOutput):
+            self._put_state(self.topics.motion(item.camera), b"ON" if item.on else b"OFF")
+        elif isinstance(item, EventOutput):
+            jpeg = item.jpeg if images else None
+            if jpeg is not None:
+                self.outbox.put(self.topics.thumbnail(item.event.id), jpeg, 1, False, Kind.THUMBNAIL)
+                self._put_state(self.topics.snapshot(item.camera), jpeg)
+            payload = item.event.to_payload(thumbnail=jpeg is not None, recordings=[])
+            kind = Kind.UPDATE if item.event.type == "update" else Kind.EVENT
+            self.outbox.put(self.topics.events, _json(payload), 1, False, kind)
+            self._log.info(
+                "event", camera=item.camera, id=item.event.id, type=item.event.type,
+                score=round(item.event.peak_score, 4), reason=item.event.reason,
+            )
+        self.link.wake()
+
+    def _put_state(self, topic: str, payload: bytes) -> None:
+        """Retained state: remembered for re-publication on every reconnect."""
+        self._retained[topic] = payload
+        self.outbox.put(topic, payload, 1, True, Kind.STATE)
+        self.link.wake()
+
+    def _republish_retained(self) -> None:
+        for topic, payload in self._retained.items():
+            self.outbox.put(topic, payload, 1, True, Kind.STATE)
+        self.link.wake()
+
+    # -- commands ----------------------------------------------------------------
+    async def _on_command(self, topic: str, payload: bytes) -> None:
+        """Act on the documented command topics only; anything malformed is one log line."""
+        try:
+            if len(payload) > MAX_COMMAND_BYTES:
+                raise ValueError(f"payload of {len(payload)} bytes is too large")
+            if topic == self.topics.cmd_health:
+                self._publish_health(_parse_health_request(payload))
+                return
+            camera = self.topics.detect_set_camera(topic)
+            if camera is not None:
+                self._set_detect(camera, payload)
+                return
+            raise ValueError("not a command topic")
+        except ValueError as exc:
+            self._log.warning("command_ignored", topic=topic[:200], error=str(exc))
+
+    def _set_detect(self, camera: str, payload: bytes) -> None:
+        worker = self.workers.get(camera)
+        if worker is None:
+            raise ValueError(f"no enabled camera {camera[:64]!r}")
+        text = payload.decode("utf-8").strip().upper()
+        if text not in ("ON", "OFF"):
+            raise ValueError("payload must be ON or OFF")
+        worker.set_detect(text == "ON")
+
+    # -- stats and health ----------------------------------------------------------
+    def _health(self, request_id: str | None) -> dict[str, Any]:
+        return health(request_id, self.statuses, self.link.connected.is_set(), disk_check(self.config.box.data_dir))
+
+    def _publish_health(self, request_id: str | None) -> None:
+        report = self._health(request_id)
+        self._last_health_status = str(report["status"])
+        self._put_state(self.topics.health, _json(report))
+
+    async def _health_watch(self) -> None:
+        """Publish health whenever its status changes (SPEC 3.5)."""
+        while True:
+            status = str(self._health(None)["status"])
+            if status != self._last_health_status:
+                self._log.info("health_changed", status=status, previous=self._last_health_status)
+                self._publish_health(None)
+            await asyncio.sleep(HEALTH_POLL_S)
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        return stats(
+            self._started,
+            self._meter,
+            self.statuses,
+            recording={"bytes_used": 0, "bytes_budget": self.config.recording.max_bytes, "oldest_time": None},
+            outbox={"pending": self.outbox.pending, "bytes": self.outbox.pending_bytes, "dropped": self.outbox.dropped},
+        )
+
+    async def _stats_loop(self) -> None:
+        interval = self.config.mqtt.stats_interval
+        while True:
+            await asyncio.sleep(interval)
+            await self.link.publish_volatile(self.topics.stats, _json(self.stats_snapshot()), qos=0)
+
+
+def _parse_health_request(payload: bytes) -> str | None:
+    """`{"id": "..."}` or empty -> the id to echo; anything else raises ValueError."""
+    if not payload.strip():
+        return None
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError("health request is not JSON") from exc
+    if not isinstance(data, dict):
+        raise ValueError("health request must be a JSON object")
+    request_id = data.get("id")
+    if request_id is not None and not isinstance(request_id, str | int | float):
+        raise ValueError("health request id must be a string")
+    return None if request_id is None else str(request_id)[:200]

@@ -1,0 +1,225 @@
+"""One worker thread per camera: stream -> luma -> motion detector -> event tracker.
+
+A camera's trouble stays inside its own thread: it reconnects with backoff and
+jitter, reports `state` and `error` for stats, and never blocks another camera or
+the event loop. Outputs (events with their thumbnail, motion ON/OFF) are handed to a
+sink that must not block (the app posts them onto the asyncio loop).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import av
+import numpy as np
+
+from edge.backoff import Backoff
+from edge.config import CameraConfig, EventConfig
+from edge.events import Event, EventTracker, TrackerStep
+from edge.logs import get_logger
+from edge.motion import MotionDetector
+from edge.redact import redact_url
+from edge.source import SourceError, SourceOptions, decoded_frames, open_stream
+from edge.thumbnail import ThumbnailMaker
+
+
+class CameraState(StrEnum):
+    STARTING = "starting"
+    STREAMING = "streaming"
+    RECONNECTING = "reconnecting"
+    FAILED = "failed"
+    DISABLED = "disabled"
+
+
+@dataclass
+class CameraStatus:
+    """Written by the worker thread, read by the stats loop (plain attribute stores)."""
+
+    state: CameraState = CameraState.STARTING
+    error: str | None = None
+    frames_in: int = 0
+    frames_detect: int = 0
+    frames_skipped: int = 0
+    reconnects: int = 0
+    last_frame_monotonic: float | None = None
+    motion: bool = False
+    detect_enabled: bool = True
+    width: int = 0
+    height: int = 0
+    started_monotonic: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutput:
+    camera: str
+    event: Event
+    jpeg: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class MotionOutput:
+    camera: str
+    on: bool
+
+
+CameraOutput = EventOutput | MotionOutput
+Sink = Callable[[CameraOutput], None]
+
+# A failure that retrying cannot fix soon (wrong password, no such stream) is retried
+# slowly; a dropped connection quickly at first.
+_FAST_BACKOFF = (1.0, 30.0)
+_SLOW_BACKOFF = (30.0, 300.0)
+
+
+def luma_view(frame: av.VideoFrame) -> np.ndarray:
+    """The Y plane as a zero-copy 2-D view (costs nothing, unlike to_ndarray(gray))."""
+    if frame.format.name.startswith(("yuv", "yuvj", "nv12", "nv21", "gray")):
+        plane = frame.planes[0]
+        return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+    return frame.to_ndarray(format="gray")
+
+
+class CameraWorker:
+    """Runs one camera until stop(); restartable state lives in `status`."""
+
+    def __init__(
+        self,
+        camera_id: str,
+        camera: CameraConfig,
+        box_id: str,
+        events: EventConfig,
+        sink: Sink,
+        source_options: SourceOptions | None = None,
+    ) -> None:
+        self.camera_id = camera_id
+        self.camera = camera
+        self.status = CameraStatus()
+        self._box_id = box_id
+        self._events_cfg = events
+        self._sink = sink
+        self._source_options = source_options or SourceOptions()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # guards the tracker: shutdown may close it from outside
+        self._tracker = EventTracker(box_id, camera_id, events)
+        self._detector = MotionDetector(camera.motion, camera.privacy_masks)
+        self._thumbs = ThumbnailMaker(events.thumbnail_width, events.jpeg_quality, camera.privacy_masks)
+        self._want_images = camera.share == "full"
+        self._best_image: np.ndarray | None = None
+        self._best_unpublished = False
+        self._detect_requested = True
+        self._last_detect = 0.0
+        self._url = camera.effective_detect_url
+        self._log = get_logger(camera=camera_id, url=redact_url(self._url))
+        self._thread = threading.Thread(target=self._run, name=f"camera-{camera_id}", daemon=True)
+
+    # -- control (any thread) -------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def set_detect(self, enabled: bool) -> None:
+        """detect/set ON|OFF: applied by the worker on its next frame."""
+        self._detect_requested = enabled
+
+    def close_events(self, reason: str) -> None:
+        """End an open event now (shutdown, camera lost); idempotent."""
+        with self._lock:
+            step = self._tracker.close(time.time(), reason)
+        self._emit(step)
+
+    # -- worker thread --------------------------------------------------------
+    def _run(self) -> None:
+        backoff = Backoff(*_FAST_BACKOFF)
+        first = True
+        while not self._stop.is_set():
+            if not first:
+                self.status.reconnects += 1
+            first = False
+            try:
+                self._stream_once(backoff)
+                error = SourceError("the camera ended the stream")
+            except SourceError as exc:
+                error = exc
+            except Exception as exc:  # noqa: BLE001 - a bug must not kill the camera for good
+                self._log.exception("camera_worker_crashed")
+                error = SourceError(f"internal error: {type(exc).__name__}")
+            self.close_events("camera_lost")
+            if self._stop.is_set():
+                break
+            if error.fatal:
+                backoff.initial, backoff.maximum = _SLOW_BACKOFF
+            self.status.state = CameraState.FAILED if error.fatal else CameraState.RECONNECTING
+            self.status.error = str(error)
+            delay = backoff.next_delay()
+            self._log.warning("camera_down", state=self.status.state.value, error=str(error), retry_in_s=round(delay, 1))
+            self._stop.wait(delay)
+
+    def _stream_once(self, backoff: Backoff) -> None:
+        container = open_stream(self._url, self._source_options)
+        try:
+            for frame in decoded_frames(container, self._url):
+                if self._stop.is_set():
+                    return
+                if self.status.state is not CameraState.STREAMING:
+                    self.status.state = CameraState.STREAMING
+                    self.status.error = None
+                    backoff.initial, backoff.maximum = _FAST_BACKOFF
+                    backoff.reset()
+                    self._log.info("camera_streaming", width=frame.width, height=frame.height)
+                self._on_frame(frame)
+        finally:
+            container.close()
+
+    def _on_frame(self, frame: av.VideoFrame) -> None:
+        now_mono = time.monotonic()
+        status = self.status
+        status.frames_in += 1
+        status.last_frame_monotonic = now_mono
+        status.width, status.height = frame.width, frame.height
+        if self._detect_requested != status.detect_enabled:
+            self._apply_detect(self._detect_requested)
+        if not status.detect_enabled:
+            return
+        if now_mono - self._last_detect < 0.95 / self.camera.motion.detect_fps:
+            return
+        self._last_detect = now_mono
+        t = time.time()
+        result = self._detector.process(luma_view(frame), t)
+        status.frames_detect += 1
+        with self._lock:
+            step = self._tracker.update(t, result)
+        if step.new_peak and self._want_images:
+            self._best_image = self._thumbs.capture(frame)
+            self._best_unpublished = True
+        self._emit(step)
+
+    def _apply_detect(self, enabled: bool) -> None:
+        self.status.detect_enabled = enabled
+        self._log.info("detect_set", enabled=enabled)
+        if not enabled:
+            self.close_events("detect_off")
+            self._detector.reset()
+
+    def _emit(self, step: TrackerStep) -> None:
+        for event in step.events:
+            jpeg = None
+            if self._best_unpublished and self._best_image is not None:
+                jpeg = self._thumbs.encode(self._best_image)
+                self._best_unpublished = False
+            self._sink(EventOutput(self.camera_id, event, jpeg))
+            if event.type == "end":
+                self._best_image = None
+                self._best_unpublished = False
+        if step.motion_on is not None:
+            self.status.motion = step.motion_on
+            self._sink(MotionOutput(self.camera_id, step.motion_on))

@@ -1,0 +1,129 @@
+"""Command line (SPEC section 1): run, check-config, health."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+from edge import __version__
+
+DEFAULT_CONFIG = "/etc/nvr-edge/edge.yaml"
+EXIT_OK, EXIT_UNHEALTHY, EXIT_BAD = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nvr-edge", description="Edge ingest daemon for neighbourhood CCTV")
+    parser.add_argument("--version", action="version", version=f"nvr-edge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    default = os.environ.get("NVR_EDGE_CONFIG") or DEFAULT_CONFIG
+    for name, text in (
+        ("run", "run the daemon until SIGTERM/SIGINT"),
+        ("check-config", "validate the config and print what would run"),
+        ("health", "ask the running daemon for its health over MQTT"),
+    ):
+        cmd = sub.add_parser(name, help=text, description=text)
+        cmd.add_argument("--config", default=default, help=f"config file (default: $NVR_EDGE_CONFIG or {DEFAULT_CONFIG})")
+        if name == "health":
+            cmd.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer")
+    return parser
+
+
+def _load(path: str):  # noqa: ANN202 - returns Config or None
+    from edge.config import ConfigError, load_config
+
+    try:
+        return load_config(Path(path))
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return None
+
+
+def _cmd_check_config(path: str) -> int:
+    from edge.config import summary
+
+    config = _load(path)
+    if config is None:
+        return EXIT_BAD
+    print(summary(config))
+    return EXIT_OK
+
+
+def _cmd_run(path: str) -> int:
+    config = _load(path)
+    if config is None:
+        return EXIT_BAD
+    from edge.app import Daemon
+    from edge.logs import configure_logging
+
+    configure_logging(config.log.level)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        runner = asyncio.run
+
+    async def main() -> None:
+        await Daemon(config).run()
+
+    runner(main())
+    return EXIT_OK
+
+
+async def _ask_health(config, timeout: float) -> dict | None:  # noqa: ANN001
+    import aiomqtt
+
+    from edge.mqtt import MqttLink
+    from edge.topics import Topics
+
+    topics = Topics(config.mqtt.topic_prefix, config.box.id)
+    request_id = uuid.uuid4().hex
+    client = MqttLink.client_for(config.mqtt, f"nvr-edge-health-{request_id[:8]}", will=None)
+    async with asyncio.timeout(timeout), client:
+        await client.subscribe(topics.health, qos=1)
+        await client.publish(topics.cmd_health, json.dumps({"id": request_id}), qos=1)
+        async for message in client.messages:
+            try:
+                report = json.loads(bytes(message.payload))
+            except (TypeError, ValueError):
+                continue
+            if isinstance(report, dict) and report.get("id") == request_id:
+                return report
+    return None  # pragma: no cover - the iterator only ends on disconnect
+
+
+def _cmd_health(path: str, timeout: float) -> int:
+    import aiomqtt
+
+    config = _load(path)
+    if config is None:
+        return EXIT_BAD
+    try:
+        report = asyncio.run(_ask_health(config, timeout))
+    except (TimeoutError, aiomqtt.MqttError, OSError) as exc:
+        print(f"no answer from the daemon: {exc or 'timed out'}", file=sys.stderr)
+        return EXIT_BAD
+    if report is None:
+        print("no answer from the daemon", file=sys.stderr)
+        return EXIT_BAD
+    print(json.dumps(report, indent=2))
+    return EXIT_OK if report.get("status") == "ok" else EXIT_UNHEALTHY
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return _cmd_check_config(args.config)
+    if args.command == "run":
+        return _cmd_run(args.config)
+    return _cmd_health(args.config, args.timeout)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Stats (SPEC 3.4) and health (SPEC 3.5): snapshots of the daemon's state as JSON-ready dicts.
+
+Pure functions of what the workers and the link report, so they are tested without
+a camera or a broker. Rates are computed from counter deltas between two snapshots.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge import __version__
+from edge.camera import CameraState, CameraStatus
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes() -> int:
+    """Resident set size now (not the peak that resource.getrusage reports)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * _PAGE
+    except OSError:
+        return 0
+
+
+@dataclass
+class _Sample:
+    at: float
+    frames_in: int
+    frames_detect: int
+
+
+@dataclass
+class RateMeter:
+    """Per-camera fps and process CPU, from deltas since the previous call."""
+
+    _cameras: dict[str, _Sample] = field(default_factory=dict)
+    _cpu: tuple[float, float] | None = None
+
+    def fps(self, camera: str, status: CameraStatus, now: float) -> tuple[float, float]:
+        prev = self._cameras.get(camera)
+        self._cameras[camera] = _Sample(now, status.frames_in, status.frames_detect)
+        if prev is None:
+            span = max(now - status.started_monotonic, 1e-3)
+            return status.frames_in / span, status.frames_detect / span
+        span = max(now - prev.at, 1e-3)
+        return (status.frames_in - prev.frames_in) / span, (status.frames_detect - prev.frames_detect) / span
+
+    def cpu_percent(self, now: float) -> float:
+        times = os.times()
+        used = times.user + times.system
+        prev, self._cpu = self._cpu, (now, used)
+        if prev is None:
+            return 0.0
+        return 100.0 * (used - prev[1]) / max(now - prev[0], 1e-3)
+
+
+def camera_stats(status: CameraStatus, fps_in: float, fps_detect: float, now: float) -> dict[str, object]:
+    age = None if status.last_frame_monotonic is None else round(now - status.last_frame_monotonic, 3)
+    return {
+        "state": status.state.value,
+        "fps_in": round(fps_in, 2),
+        "fps_detect": round(fps_detect, 2),
+        "frames_skipped": status.frames_skipped,
+        "reconnects": status.reconnects,
+        "last_frame_age_s": age,
+        "motion": status.motion,
+        "error": status.error,
+        "detect": status.detect_enabled,
+        "width": status.width,
+        "height": status.height,
+    }
+
+
+def disk_check(data_dir: Path) -> str:
+    """'ok', or a short reason why the box cannot keep footage."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create data_dir: {exc.strerror}"
+    if not os.access(data_dir, os.W_OK):
+        return "data_dir is not writable"
+    if shutil.disk_usage(data_dir).free < 64 * 1024 * 1024:
+        return "less than 64 MB free"
+    return "ok"
+
+
+def health(
+    request_id: str | None, cameras: dict[str, CameraStatus], mqtt_ok: bool, disk: str
+) -> dict[str, object]:
+    """SPEC 3.5: ok when every enabled camera streams and the disk is fine,
+    failed when none streams or recording cannot write, degraded otherwise."""
+    camera_checks = {
+        cam: ("ok" if st.state is CameraState.STREAMING else st.state.value)
+        for cam, st in cameras.items()
+        if st.state is not CameraState.DISABLED
+    }
+    streaming = sum(1 for v in camera_checks.values() if v == "ok")
+    if disk != "ok" or (camera_checks and streaming == 0):
+        status = "failed"
+    elif streaming < len(camera_checks) or not mqtt_ok:
+        status = "degraded"
+    else:
+        status = "ok"
+    return {
+        "id": request_id,
+        "time": round(time.time(), 3),
+        "status": status,
+        "checks": {"mqtt": "ok" if mqtt_ok else "disconnected", "disk": disk, "cameras": camera_checks},
+    }
+
+
+def stats(
+    started: float,
+    meter: RateMeter,
+    cameras: dict[str, CameraStatus],
+    recording: dict[str, object],
+    outbox: dict[str, object],
+) -> dict[str, object]:
+    now = time.monotonic()
+    per_camera = {}
+    for cam, status in cameras.items():
+        fps_in, fps_detect = meter.fps(cam, status, now)
+        per_camera[cam] = camera_stats(status, fps_in, fps_detect, now)
+    return {
+        "time": round(time.time(), 3),
+        "uptime_s": round(now - started, 1),
+        "version": __version__,
+        "cameras": per_camera,
+        "recording": recording,
+        "outbox": outbox,
+        "process": {
+            "cpu_percent": round(meter.cpu_percent(now), 1),
+            "rss_bytes": rss_bytes(),
+            "threads": len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else None,
+        },
+    }

@@ -1,0 +1,176 @@
+"""The MQTT link: one connection to the district broker, driven by the asyncio loop.
+
+aiomqtt (paho-mqtt underneath, on the loop's own sockets, no thread) is used because
+its publish() awaits the broker's PUBACK, which is what the durable outbox needs:
+a row is deleted only once the broker has the message. On every (re)connect the
+link publishes `online` (the Last Will says `offline`), re-subscribes to the command
+topics and replays the outbox from its oldest row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Awaitable, Callable
+
+import aiomqtt
+
+from edge.backoff import Backoff
+from edge.config import MqttConfig
+from edge.logs import get_logger
+from edge.outbox import Outbox
+from edge.topics import Topics
+
+CommandHandler = Callable[[str, bytes], Awaitable[None]]
+
+_BATCH = 32  # QoS 1 messages in flight at once: keeps a slow uplink busy
+_PUBLISH_TIMEOUT = 20.0
+MAX_COMMAND_BYTES = 4096
+
+
+class MqttLink:
+    """Owns the broker connection; the rest of the daemon talks to the outbox."""
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        client_id: str,
+        topics: Topics,
+        outbox: Outbox,
+        on_command: CommandHandler,
+        on_connect: Callable[[], None] | None = None,
+    ) -> None:
+        self._cfg = config
+        self._client_id = client_id
+        self._topics = topics
+        self._outbox = outbox
+        self._on_command = on_command
+        self._on_connect = on_connect
+        self._client: aiomqtt.Client | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._log = get_logger(component="mqtt", broker=f"{config.host}:{config.port}")
+        self.connected = asyncio.Event()
+        self.connects = 0
+
+    def wake(self) -> None:
+        """New rows are in the outbox."""
+        self._wake.set()
+
+    @staticmethod
+    def client_for(config: MqttConfig, client_id: str, will: aiomqtt.Will | None) -> aiomqtt.Client:
+        """An aiomqtt client with the config's auth and TLS (also used by the CLI)."""
+        tls_context = None
+        if config.tls is not None:
+            tls = config.tls
+            tls_context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+            if tls.cert_file:
+                tls_context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+        return aiomqtt.Client(
+            config.host,
+            config.port,
+            username=config.username,
+            password=config.read_password(),
+            identifier=client_id,
+            keepalive=config.keepalive,
+            timeout=10,
+            tls_context=tls_context,
+            will=will,
+        )
+
+    def _make_client(self) -> aiomqtt.Client:
+        will = aiomqtt.Will(self._topics.status, b"offline", qos=1, retain=True)
+        return self.client_for(self._cfg, self._client_id, will)
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect with backoff and jitter, until stop()."""
+        backoff = Backoff(0.5, 30.0)
+        while not self._stopping:
+            try:
+                async with self._make_client() as client:
+                    self._client = client
+                    backoff.reset()
+                    await self._serve(client)
+            except aiomqtt.MqttError as exc:
+                if self._stopping:
+                    break
+                delay = backoff.next_delay()
+                self._log.warning("mqtt_disconnected", error=str(exc), retry_in_s=round(delay, 1))
+                await asyncio.sleep(delay)
+            finally:
+                self._client = None
+                self.connected.clear()
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        await client.publish(self._topics.status, b"online", qos=1, retain=True)
+        await client.subscribe(self._topics.cmd_health, qos=1)
+        await client.subscribe(self._topics.detect_set_filter, qos=1)
+        self.connects += 1
+        self.connected.set()
+        self._log.info("mqtt_connected", connects=self.connects)
+        if self._on_connect is not None:
+            self._on_connect()
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._drain(client))
+                group.create_task(self._receive(client))
+        except* aiomqtt.MqttError as errors:
+            raise errors.exceptions[0] from None
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload if isinstance(message.payload, bytes | bytearray) else b""
+            await self._on_command(str(message.topic), bytes(payload))
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        """Publish outbox rows oldest first; delete each once acknowledged."""
+        while True:
+            batch = self._outbox.peek(_BATCH)
+            if not batch:
+                self._wake.clear()
+                if not self._outbox.peek(1):
+                    await self._wake.wait()
+                continue
+            results = await asyncio.gather(
+                *(
+                    client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, timeout=_PUBLISH_TIMEOUT)
+                    for m in batch
+                ),
+                return_exceptions=True,
+            )
+            acked = [m.seq for m, r in zip(batch, results, strict=True) if not isinstance(r, BaseException)]
+            self._outbox.ack(acked)
+            failure = next((r for r in results if isinstance(r, BaseException)), None)
+            if failure is not None:
+                self._log.warning("mqtt_publish_failed", error=str(failure), pending=self._outbox.pending)
+                raise aiomqtt.MqttError(f"publish failed: {failure}")
+
+    async def publish_volatile(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
+        """Publish now if connected (stats, mosaic); dropped otherwise: they are superseded."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return False
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain, timeout=5)
+        except aiomqtt.MqttError:
+            return False
+        return True
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until the outbox is empty (True) or `timeout` passes (False)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._outbox.pending:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    async def stop(self) -> None:
+        """Publish `offline` (retained) and disconnect cleanly."""
+        self._stopping = True
+        client = self._client
+        if client is not None and self.connected.is_set():
+            with contextlib.suppress(aiomqtt.MqttError, asyncio.TimeoutError):
+                await client.publish(self._topics.status, b"offline", qos=1, retain=True, timeout=3)

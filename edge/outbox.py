@@ -1,0 +1,133 @@
+"""Durable outbox: every message that must reach the broker is written here first.
+
+A message leaves the outbox only after the broker acknowledged it (QoS 1 PUBACK), so
+an uplink drop, a broker restart or a daemon crash loses nothing. Rows are replayed in
+insertion order, which keeps events in order per camera.
+
+Bound: the outbox holds at most `max_bytes` of payload. Past that, the oldest
+thumbnails go first, then the oldest `update` events; retained state messages are
+coalesced (only the newest per topic is kept); `start` and `end` events are never
+dropped (SPEC 3.1).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+
+class Kind(StrEnum):
+    """What a message is: decides what gives way when the outbox is full."""
+
+    EVENT = "event"  # start / end: never dropped
+    UPDATE = "update"  # event update: dropped after thumbnails
+    THUMBNAIL = "thumbnail"  # dropped first
+    STATE = "state"  # retained state (motion, snapshot, health): newest per topic only
+
+
+# Lower number = dropped earlier when over budget. EVENT is absent: never dropped.
+_DROP_ORDER = (Kind.THUMBNAIL, Kind.UPDATE, Kind.STATE)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    seq: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    kind: Kind
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_kind ON outbox(kind, seq);
+CREATE INDEX IF NOT EXISTS outbox_topic ON outbox(topic);
+"""
+
+
+class Outbox:
+    """SQLite (WAL) queue of messages bound for the broker. Used from one thread."""
+
+    def __init__(self, path: Path, max_bytes: int = 100_000_000) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: an event is on disk before put() returns, so a power cut or kill -9
+        # loses none. Writes are rare (events, not frames), so the SD card is spared.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._max_bytes = max_bytes
+        self.dropped = 0
+        self._bytes = int(self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)),0) FROM outbox").fetchone()[0])
+
+    def put(self, topic: str, payload: bytes | str, qos: int, retain: bool, kind: Kind) -> None:
+        """Store a message durably (committed before this returns)."""
+        data = payload.encode() if isinstance(payload, str) else payload
+        with self._db:
+            if kind is Kind.STATE:
+                removed = self._db.execute(
+                    "DELETE FROM outbox WHERE topic = ? AND kind = ? RETURNING LENGTH(payload)",
+                    (topic, Kind.STATE.value),
+                ).fetchall()
+                self._bytes -= sum(r[0] for r in removed)
+            self._db.execute(
+                "INSERT INTO outbox (topic, payload, qos, retain, kind, created) VALUES (?,?,?,?,?,?)",
+                (topic, data, qos, int(retain), kind.value, time.time()),
+            )
+            self._bytes += len(data)
+            self._enforce_bound()
+
+    def _enforce_bound(self) -> None:
+        for kind in _DROP_ORDER:
+            while self._bytes > self._max_bytes:
+                row = self._db.execute(
+                    "DELETE FROM outbox WHERE seq = (SELECT seq FROM outbox WHERE kind = ? "
+                    "ORDER BY seq LIMIT 1) RETURNING LENGTH(payload)",
+                    (kind.value,),
+                ).fetchone()
+                if row is None:
+                    break
+                self._bytes -= row[0]
+                self.dropped += 1
+
+    def peek(self, limit: int = 32, after: int = 0) -> list[Message]:
+        """The oldest pending messages with seq > after, in order."""
+        rows = self._db.execute(
+            "SELECT seq, topic, payload, qos, retain, kind FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [Message(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), Kind(r[5])) for r in rows]
+
+    def ack(self, seqs: list[int]) -> None:
+        """Remove messages the broker acknowledged."""
+        if not seqs:
+            return
+        with self._db:
+            marks = ",".join("?" * len(seqs))
+            removed = self._db.execute(
+                f"DELETE FROM outbox WHERE seq IN ({marks}) RETURNING LENGTH(payload)", seqs
+            ).fetchall()
+            self._bytes -= sum(r[0] for r in removed)
+
+    @property
+    def pending(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._bytes
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,56 @@
+"""The durable outbox: order, acknowledgement, survival across reopen, the drop policy."""
+
+from pathlib import Path
+
+from edge.outbox import Kind, Outbox
+
+
+def test_messages_come_back_in_order_until_acked(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite")
+    for i in range(5):
+        box.put("t/events", f"e{i}", 1, False, Kind.EVENT)
+    first = box.peek(3)
+    assert [m.payload for m in first] == [b"e0", b"e1", b"e2"]
+    box.ack([first[0].seq, first[1].seq])
+    assert [m.payload for m in box.peek(10)] == [b"e2", b"e3", b"e4"]
+    assert box.pending == 3
+
+
+def test_pending_messages_survive_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    box = Outbox(path)
+    box.put("a", b"\x00\xff", 1, True, Kind.STATE)
+    box.put("b", "start", 1, False, Kind.EVENT)
+    box.close()
+    again = Outbox(path)
+    msgs = again.peek(10)
+    assert [(m.topic, m.payload, m.retain, m.kind) for m in msgs] == [
+        ("a", b"\x00\xff", True, Kind.STATE),
+        ("b", b"start", False, Kind.EVENT),
+    ]
+    assert again.pending_bytes == 7
+
+
+def test_retained_state_keeps_only_the_newest_per_topic(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite")
+    box.put("cam/motion", "ON", 1, True, Kind.STATE)
+    box.put("events", "start", 1, False, Kind.EVENT)
+    box.put("cam/motion", "OFF", 1, True, Kind.STATE)
+    assert [(m.topic, m.payload) for m in box.peek(10)] == [("events", b"start"), ("cam/motion", b"OFF")]
+
+
+def test_over_budget_thumbnails_then_updates_go_never_starts_or_ends(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite", max_bytes=1000)
+    box.put("events", b"s" * 100, 1, False, Kind.EVENT)
+    box.put("thumb/1", b"j" * 400, 1, False, Kind.THUMBNAIL)
+    box.put("events", b"u" * 100, 1, False, Kind.UPDATE)
+    box.put("thumb/2", b"j" * 400, 1, False, Kind.THUMBNAIL)
+    # 1000 bytes: at the bound, nothing dropped yet.
+    assert box.pending == 4 and box.dropped == 0
+    box.put("events", b"e" * 100, 1, False, Kind.EVENT)  # over: the oldest thumbnail goes
+    assert [m.topic for m in box.peek(10)] == ["events", "events", "thumb/2", "events"]
+    for _ in range(10):  # events alone past the bound: updates and thumbnails go, events stay
+        box.put("events", b"x" * 100, 1, False, Kind.EVENT)
+    kinds = [m.kind for m in box.peek(100)]
+    assert Kind.THUMBNAIL not in kinds and Kind.UPDATE not in kinds
+    assert kinds.count(Kind.EVENT) == 12

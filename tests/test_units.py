@@ -1,0 +1,59 @@
+"""Small pure pieces: backoff, topic names, health rules, command parsing."""
+
+import random
+
+import pytest
+
+from edge.app import _parse_health_request
+from edge.backoff import Backoff
+from edge.camera import CameraState, CameraStatus
+from edge.health import health
+from edge.topics import Topics
+
+
+def test_backoff_grows_with_jitter_and_resets() -> None:
+    b = Backoff(1.0, 8.0, rng=random.Random(1))
+    delays = [b.next_delay() for _ in range(6)]
+    for delay, base in zip(delays, [1, 2, 4, 8, 8, 8], strict=True):
+        assert base / 2 <= delay <= base
+    b.reset()
+    assert b.next_delay() <= 1.0
+
+
+def test_topics_follow_the_spec() -> None:
+    t = Topics("nvr", "cluster-20")
+    assert t.status == "nvr/cluster-20/status"
+    assert t.motion("gate-1") == "nvr/cluster-20/cameras/gate-1/motion"
+    assert t.thumbnail("gate-1-1") == "nvr/cluster-20/events/gate-1-1/thumbnail"
+    assert t.detect_set_camera("nvr/cluster-20/cameras/gate-1/detect/set") == "gate-1"
+    assert t.detect_set_camera("nvr/cluster-20/cameras/a/b/detect/set") is None
+    assert t.detect_set_camera("nvr/other/cameras/gate-1/detect/set") is None
+
+
+def _st(state: CameraState) -> CameraStatus:
+    return CameraStatus(state=state)
+
+
+def test_health_status_rules() -> None:
+    ok = health("x", {"a": _st(CameraState.STREAMING), "b": _st(CameraState.DISABLED)}, True, "ok")
+    assert ok["status"] == "ok" and ok["id"] == "x" and ok["checks"]["cameras"] == {"a": "ok"}
+    some = health(None, {"a": _st(CameraState.STREAMING), "b": _st(CameraState.RECONNECTING)}, True, "ok")
+    assert some["status"] == "degraded" and some["checks"]["cameras"]["b"] == "reconnecting"
+    none = health(None, {"a": _st(CameraState.FAILED)}, True, "ok")
+    assert none["status"] == "failed"
+    disk = health(None, {"a": _st(CameraState.STREAMING)}, True, "data_dir is not writable")
+    assert disk["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [(b"", None), (b"  ", None), (b'{"id": "abc"}', "abc"), (b"{}", None), (b'{"id": 7}', "7")],
+)
+def test_health_request_accepted(payload: bytes, expected: str | None) -> None:
+    assert _parse_health_request(payload) == expected
+
+
+@pytest.mark.parametrize("payload", [b"\xff\xfe", b"[1,2]", b'{"id": [1]}', b"not json", b'"id"'])
+def test_health_request_rejected(payload: bytes) -> None:
+    with pytest.raises(ValueError):
+        _parse_health_request(payload)
