@@ -12,7 +12,14 @@ import signal
 import time
 from typing import Any
 
-from edge.camera import CameraOutput, CameraState, CameraStatus, CameraWorker, EventOutput, MotionOutput
+from edge.camera import (
+    CameraOutput,
+    CameraState,
+    CameraStatus,
+    CameraWorker,
+    EventOutput,
+    MotionOutput,
+)
 from edge.config import Config
 from edge.health import RateMeter, disk_check, health, stats
 from edge.logs import get_logger

@@ -77,7 +77,6 @@ def _cmd_run(path: str) -> int:
 
 
 async def _ask_health(config, timeout: float) -> dict | None:  # noqa: ANN001
-    import aiomqtt
 
     from edge.mqtt import MqttLink
     from edge.topics import Topics
