@@ -1,0 +1,99 @@
+"""The event tracker as a pure function of motion results over time."""
+
+from __future__ import annotations
+
+from edge.config import EventConfig
+from edge.events import EventTracker
+from edge.motion import MotionResult
+
+MOVING = MotionResult(True, 0.02, (0.1, 0.2, 0.1, 0.3))
+STILL = MotionResult(False, 0.0, None)
+SPEC_KEYS = {"id", "type", "box", "camera", "start_time", "end_time", "score", "peak_score", "region",
+             "thumbnail", "recordings"}
+
+
+def feed(tracker: EventTracker, results, t0: float = 1000.0, fps: float = 5.0):
+    steps = []
+    for i, r in enumerate(results):
+        steps.append(tracker.update(t0 + i / fps, r))
+    return steps
+
+
+def events_of(steps):
+    return [e for s in steps for e in s.events]
+
+
+def test_start_after_min_frames_and_end_after_quiet_gap() -> None:
+    tracker = EventTracker("box", "cam", EventConfig(min_frames=3, end_after=2.0))
+    steps = feed(tracker, [STILL] * 3 + [MOVING] * 10 + [STILL] * 20)
+    events = events_of(steps)
+    assert [e.type for e in events if e.type != "update"] == ["start", "end"]
+    start, end = events[0], events[-1]
+    assert steps[5].events == (start,) and steps[5].motion_on is True
+    assert start.start_time == 1000.0 + 3 / 5 and start.id == f"cam-{int(start.start_time * 1000)}"
+    assert end.id == start.id and end.reason == "quiet"
+    assert end.end_time == 1000.0 + 12 / 5
+    assert [s.motion_on for s in steps if s.motion_on is not None] == [True, False]
+    assert not tracker.active
+
+
+def test_short_blips_do_not_start_events() -> None:
+    tracker = EventTracker("box", "cam", EventConfig(min_frames=3))
+    assert events_of(feed(tracker, [MOVING, MOVING, STILL] * 10)) == []
+
+
+def test_new_peak_marks_the_best_frame_including_before_the_start() -> None:
+    tracker = EventTracker("box", "cam", EventConfig(min_frames=3))
+    big = MotionResult(True, 0.05, (0.5, 0.5, 0.2, 0.2))
+    steps = feed(tracker, [MOVING, big, MOVING, MOVING])
+    assert [s.new_peak for s in steps] == [True, True, False, False]
+    assert events_of(steps)[0].peak_score == 0.05 and events_of(steps)[0].region == big.region
+
+
+def test_updates_are_rate_limited() -> None:
+    tracker = EventTracker("box", "cam", EventConfig(min_frames=1, update_interval=5.0, end_after=60))
+    growing = [MotionResult(True, 0.01 * 1.6**i, (0.1, 0.1, 0.1, 0.1)) for i in range(10)]
+    # 10 frames at 1 fps, peak grows 1.6x per frame: at most one update per 5 s.
+    steps = [tracker.update(100.0 + i, r) for i, r in enumerate(growing)]
+    updates = [e for e in events_of(steps) if e.type == "update"]
+    assert 1 <= len(updates) <= 2
+    times = [100.0 + i for i, s in enumerate(steps) if any(e.type == "update" for e in s.events)]
+    assert all(b - a >= 5.0 for a, b in zip(times, times[1:], strict=False))
+
+
+def test_max_duration_splits_long_events_each_start_has_one_end() -> None:
+    tracker = EventTracker("box", "cam", EventConfig(min_frames=2, max_duration=10.0, end_after=2.0))
+    steps = feed(tracker, [MOVING] * 130 + [STILL] * 20, fps=5.0)  # 26 s of motion
+    events = events_of(steps)
+    starts = [e.id for e in events if e.type == "start"]
+    ends = [e for e in events if e.type == "end"]
+    assert len(starts) == 3 and sorted(starts) == sorted(e.id for e in ends)
+    assert [e.reason for e in ends] == ["max_duration", "max_duration", "quiet"]
+
+
+def test_close_ends_the_open_event_with_a_reason() -> None:
+    tracker = EventTracker("box", "cam", EventConfig(min_frames=1))
+    feed(tracker, [MOVING] * 3)
+    step = tracker.close(2000.0, "shutdown")
+    assert [e.type for e in step.events] == ["end"] and step.events[0].reason == "shutdown"
+    assert step.motion_on is False
+    assert tracker.close(2001.0, "shutdown").events == ()
+
+
+def test_clock_going_backwards_does_not_crash() -> None:
+    tracker = EventTracker("box", "cam", EventConfig(min_frames=2, end_after=1.0))
+    tracker.update(100.0, MOVING)
+    tracker.update(50.0, MOVING)
+    steps = [tracker.update(40.0 + i, STILL) for i in range(70)]
+    assert any(e.type == "end" for e in events_of(steps))
+
+
+def test_payload_has_exactly_the_spec_keys() -> None:
+    tracker = EventTracker("cluster-20", "gate-1", EventConfig(min_frames=1))
+    start = tracker.update(1764345600.1234, MOVING).events[0]
+    payload = start.to_payload(thumbnail=True, recordings=["gate-1/a.mp4"])
+    assert set(payload) == SPEC_KEYS
+    assert payload["start_time"] == 1764345600.123 and payload["end_time"] is None
+    assert payload["region"] == [0.1, 0.2, 0.1, 0.3] and payload["recordings"] == ["gate-1/a.mp4"]
+    end = tracker.close(1764345605.0, "quiet").events[0].to_payload(False, [])
+    assert set(end) == SPEC_KEYS | {"reason"} and end["end_time"] is not None

@@ -1,0 +1,131 @@
+"""The motion detector on synthetic frames with known truth (no camera, no files)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.config import MotionConfig
+from edge.motion import MotionDetector
+
+H, W = 360, 640
+
+
+def scene(seed: int = 0) -> np.ndarray:
+    """A textured static scene: gradients plus blocky texture, like a street."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:H, 0:W]
+    base = 60 + 80 * (xx / W) + 40 * np.sin(yy / 37.0)
+    blocks = rng.integers(-25, 25, (H // 20 + 1, W // 20 + 1)).repeat(20, 0).repeat(20, 1)[:H, :W]
+    return np.clip(base + blocks, 0, 255).astype(np.float32)
+
+
+def noisy(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    return np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
+
+
+def run(frames, detector: MotionDetector | None = None, fps: float = 5.0):
+    det = detector or MotionDetector(MotionConfig())
+    return [det.process(f, i / fps) for i, f in enumerate(frames)]
+
+
+def with_person(img: np.ndarray, x: int, y: int = 200, w: int = 24, h: int = 60, value: float = 230) -> np.ndarray:
+    out = img.copy()
+    out[y : y + h, x : x + w] = value
+    return out
+
+
+@pytest.mark.parametrize("sigma", [3, 8])
+def test_static_noisy_scene_has_no_motion(sigma: float) -> None:
+    rng = np.random.default_rng(1)
+    bg = scene()
+    results = run(noisy(bg, rng, sigma) for _ in range(200))
+    assert not any(r.motion for r in results)
+
+
+def test_person_walking_across_is_motion_with_region_near_it() -> None:
+    rng = np.random.default_rng(2)
+    bg = scene()
+    frames = [noisy(bg, rng, 3) for _ in range(30)]
+    xs = list(range(40, 600, 16))
+    frames += [noisy(with_person(bg, x), rng, 3) for x in xs]
+    results = run(frames)
+    walking = results[30:]
+    assert sum(r.motion for r in walking) >= 0.9 * len(walking)
+    mid = walking[len(xs) // 2]
+    x, y, w, h = mid.region
+    person_x = xs[len(xs) // 2] / W
+    assert x - 0.05 <= person_x <= x + w + 0.05
+    assert y - 0.05 <= 200 / H <= y + h + 0.05
+    assert 0 < mid.score < 0.05
+
+
+def test_lights_switching_on_is_not_motion_and_detection_recovers() -> None:
+    rng = np.random.default_rng(3)
+    bg = scene()
+    frames = [noisy(bg, rng, 3) for _ in range(30)] + [noisy(bg + 60, rng, 3) for _ in range(30)]
+    results = run(frames)
+    assert not any(r.motion for r in results)
+    assert any(r.suppressed == "lighting" for r in results[30:33]) or not any(r.motion for r in results[30:])
+    # ... and a person after the lights changed is found again.
+    det = MotionDetector(MotionConfig())
+    run(frames, det)
+    later = [det.process(noisy(with_person(bg + 60, x), rng, 3), 20 + i / 5) for i, x in enumerate(range(40, 400, 16))]
+    assert sum(r.motion for r in later) >= len(later) // 2
+
+
+def test_lights_switching_off_and_gain_drop_is_not_motion() -> None:
+    rng = np.random.default_rng(4)
+    bg = scene()
+    frames = [noisy(bg, rng, 3) for _ in range(30)] + [noisy(bg * 0.5, rng, 3) for _ in range(30)]
+    assert not any(r.motion for r in run(frames))
+
+
+def test_slow_brightness_ramp_is_not_motion() -> None:
+    rng = np.random.default_rng(5)
+    bg = scene()
+    frames = [noisy(bg * (1.0 + 0.4 * i / 100), rng, 3) for i in range(100)]
+    assert not any(r.motion for r in run(frames))
+
+
+def test_motion_inside_a_privacy_mask_is_ignored() -> None:
+    rng = np.random.default_rng(6)
+    bg = scene()
+    mask = [[[0.0, 0.4], [1.0, 0.4], [1.0, 0.9], [0.0, 0.9]]]  # covers rows 144..324
+    det = MotionDetector(MotionConfig(), mask)
+    frames = [noisy(bg, rng, 3) for _ in range(20)] + [noisy(with_person(bg, x), rng, 3) for x in range(40, 600, 16)]
+    assert not any(r.motion for r in run(frames, det))
+
+
+def test_input_size_change_reinitialises() -> None:
+    det = MotionDetector(MotionConfig())
+    rng = np.random.default_rng(7)
+    for i in range(10):
+        det.process(noisy(scene(), rng, 3), i)
+    small = noisy(scene()[:180, :320], rng, 3)
+    result = det.process(small, 11)
+    assert result.suppressed == "warmup" and not result.motion
+
+
+def test_non_contiguous_luma_view_is_accepted() -> None:
+    rng = np.random.default_rng(8)
+    padded = np.zeros((H, W + 64), np.uint8)
+    det = MotionDetector(MotionConfig())
+    for i in range(10):
+        padded[:, :W] = noisy(scene(), rng, 3)
+        view = padded[:, :W]
+        assert not view.flags["C_CONTIGUOUS"]
+        assert not det.process(view, i).motion
+
+
+def test_higher_sensitivity_sees_fainter_objects() -> None:
+    rng = np.random.default_rng(9)
+    bg = scene()
+    faint = [noisy(bg, rng, 2) for _ in range(20)]
+    for x in range(40, 600, 16):
+        shifted = bg.copy()
+        shifted[200:260, x : x + 24] += 8  # a dim figure, 8 grey levels above the scene
+        faint.append(noisy(shifted, rng, 2))
+    low = sum(r.motion for r in run(faint, MotionDetector(MotionConfig(sensitivity=1))))
+    high = sum(r.motion for r in run(faint, MotionDetector(MotionConfig(sensitivity=10))))
+    assert high > low
