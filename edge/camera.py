@@ -153,9 +153,10 @@ class CameraWorker:
             except Exception as exc:  # noqa: BLE001 - a bug must not kill the camera for good
                 self._log.exception("camera_worker_crashed")
                 error = SourceError(f"internal error: {type(exc).__name__}")
-            self.close_events("camera_lost")
             if self._stop.is_set():
+                self.close_events("shutdown")
                 break
+            self.close_events("camera_lost")
             if error.fatal:
                 backoff.initial, backoff.maximum = _SLOW_BACKOFF
             self.status.state = CameraState.FAILED if error.fatal else CameraState.RECONNECTING

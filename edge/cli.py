@@ -117,6 +117,13 @@ def _cmd_health(path: str, timeout: float) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except BrokenPipeError:  # e.g. `nvr-edge check-config | head`
+        return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check-config":
         return _cmd_check_config(args.config)
     if args.command == "run":

@@ -279,8 +279,16 @@ class _Document:
 _CONSTRUCTOR = yaml.SafeLoader("")
 
 
+def _key_text(part: str | int) -> str:
+    """A key as shown in an error: control characters escaped, long keys cut."""
+    text = str(part)
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
 def _dotted(loc: Loc) -> str:
-    return ".".join(str(part) for part in loc)
+    return ".".join(_key_text(part) for part in loc)
 
 
 def _human(error: dict[str, Any]) -> str:

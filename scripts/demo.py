@@ -47,7 +47,7 @@ def _describe(msg: Received) -> str | None:
         return (f"{stamp}  EVENT  {e['camera']:<8} {e['type']:<6} id={e['id']} "
                 f"peak={e['peak_score']:.3f} region=[{region}] thumbnail={e['thumbnail']}{extra}")
     if tail.endswith("/thumbnail"):
-        return f"{stamp}  THUMB  {parts[4]} {len(msg.payload)} bytes JPEG"
+        return f"{stamp}  THUMB  {parts[3]} {len(msg.payload)} bytes JPEG"
     if tail.endswith("/motion"):
         return f"{stamp}  MOTION {parts[3]:<8} {msg.text}"
     if tail == "status":

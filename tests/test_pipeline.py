@@ -70,6 +70,7 @@ def test_moving_camera_raises_events_static_camera_none(
         starts = [e["id"] for e in moving if e["type"] == "start"]
         ends = [e["id"] for e in moving if e["type"] == "end"]
         assert sorted(starts) == sorted(ends)
+        assert {e["reason"] for e in moving if e["type"] == "end"} <= {"quiet", "shutdown"}
 
         thumbs = capture.on_topic(f"{P}/events/{start['id']}/thumbnail")
         assert start["thumbnail"] and thumbs
