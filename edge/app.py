@@ -70,7 +70,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._log.warning("sighup_ignored", reason="reload not supported yet"))
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: self._log.warning("sighup_ignored", reason="reload not supported yet")
+        )
 
         def sink(item: CameraOutput) -> None:
             loop.call_soon_threadsafe(self._outputs.put_nowait, item)
@@ -141,8 +143,12 @@ class Daemon:
             kind = Kind.UPDATE if item.event.type == "update" else Kind.EVENT
             self.outbox.put(self.topics.events, _json(payload), 1, False, kind)
             self._log.info(
-                "event", camera=item.camera, id=item.event.id, type=item.event.type,
-                score=round(item.event.peak_score, 4), reason=item.event.reason,
+                "event",
+                camera=item.camera,
+                id=item.event.id,
+                type=item.event.type,
+                score=round(item.event.peak_score, 4),
+                reason=item.event.reason,
             )
         self.link.wake()
 

@@ -162,7 +162,9 @@ class CameraWorker:
             self.status.state = CameraState.FAILED if error.fatal else CameraState.RECONNECTING
             self.status.error = str(error)
             delay = backoff.next_delay()
-            self._log.warning("camera_down", state=self.status.state.value, error=str(error), retry_in_s=round(delay, 1))
+            self._log.warning(
+                "camera_down", state=self.status.state.value, error=str(error), retry_in_s=round(delay, 1)
+            )
             self._stop.wait(delay)
 
     def _stream_once(self, backoff: Backoff) -> None:

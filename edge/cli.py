@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
         ("health", "ask the running daemon for its health over MQTT"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
-        cmd.add_argument("--config", default=default, help=f"config file (default: $NVR_EDGE_CONFIG or {DEFAULT_CONFIG})")
+        cmd.add_argument(
+            "--config", default=default, help=f"config file (default: $NVR_EDGE_CONFIG or {DEFAULT_CONFIG})"
+        )
         if name == "health":
             cmd.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer")
     return parser

@@ -39,7 +39,9 @@ class MotionConfig(_Strict):
     frame_height: int = Field(120, ge=32, le=720, description="luma is downscaled to this height for detection")
     detect_fps: float = Field(5.0, gt=0, le=60, description="at most this many frames per second are analysed")
     min_area: float = Field(0.002, ge=0, le=0.5, description="smallest object, as a fraction of the frame area")
-    lighting_fraction: float = Field(0.5, gt=0, le=1, description="a change over this fraction of the frame is lighting, not motion")
+    lighting_fraction: float = Field(
+        0.5, gt=0, le=1, description="a change over this fraction of the frame is lighting, not motion"
+    )
 
 
 class EventConfig(_Strict):
@@ -49,8 +51,12 @@ class EventConfig(_Strict):
     end_after: float = Field(5.0, gt=0, le=600, description="seconds without motion before an event ends")
     update_interval: float = Field(5.0, ge=0, le=3600, description="minimum seconds between two update messages")
     max_duration: float = Field(600.0, gt=0, description="an event longer than this is ended and a new one started")
-    pre_roll: float = Field(5.0, ge=0, le=300, description="seconds of recording before the event start listed in recordings")
-    post_roll: float = Field(5.0, ge=0, le=300, description="seconds of recording after the event end listed in recordings")
+    pre_roll: float = Field(
+        5.0, ge=0, le=300, description="seconds of recording before the event start listed in recordings"
+    )
+    post_roll: float = Field(
+        5.0, ge=0, le=300, description="seconds of recording after the event end listed in recordings"
+    )
     thumbnail_width: int = Field(640, ge=64, le=3840)
     jpeg_quality: int = Field(80, ge=10, le=100)
 
@@ -63,11 +69,28 @@ ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 _ID_RE = re.compile(ID_PATTERN)
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
-    "t": 10**12, "tb": 10**12, "p": 10**15, "pb": 10**15,
-    "ki": 2**10, "kib": 2**10, "mi": 2**20, "mib": 2**20, "gi": 2**30, "gib": 2**30,
-    "ti": 2**40, "tib": 2**40, "pi": 2**50, "pib": 2**50,
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "p": 10**15,
+    "pb": 10**15,
+    "ki": 2**10,
+    "kib": 2**10,
+    "mi": 2**20,
+    "mib": 2**20,
+    "gi": 2**30,
+    "gib": 2**30,
+    "ti": 2**40,
+    "tib": 2**40,
+    "pi": 2**50,
+    "pib": 2**50,
 }
 
 
@@ -251,7 +274,9 @@ class _Document:
             for key_node, value_node in node.value:
                 key = _CONSTRUCTOR.construct_object(key_node, deep=True)
                 if isinstance(key, list | dict):
-                    self.problems.append(f"{_dotted(loc) or '<top>'}: keys must be plain values (line {key_node.start_mark.line + 1})")
+                    self.problems.append(
+                        f"{_dotted(loc) or '<top>'}: keys must be plain values (line {key_node.start_mark.line + 1})"
+                    )
                     continue
                 key = str(key) if not isinstance(key, str) else key
                 line = key_node.start_mark.line + 1

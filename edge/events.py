@@ -81,12 +81,22 @@ class EventTracker:
     def active(self) -> bool:
         return self._open is not None
 
-    def _event(self, kind: Literal["start", "update", "end"], end: float | None = None, reason: str | None = None) -> Event:
+    def _event(
+        self, kind: Literal["start", "update", "end"], end: float | None = None, reason: str | None = None
+    ) -> Event:
         o = self._open
         assert o is not None
         return Event(
-            id=o["id"], type=kind, box=self._box, camera=self._camera, start_time=o["start"],
-            end_time=end, score=o["score"], peak_score=o["peak"], region=o["region"], reason=reason,
+            id=o["id"],
+            type=kind,
+            box=self._box,
+            camera=self._camera,
+            start_time=o["start"],
+            end_time=end,
+            score=o["score"],
+            peak_score=o["peak"],
+            region=o["region"],
+            reason=reason,
         )
 
     def update(self, t: float, result: MotionResult) -> TrackerStep:

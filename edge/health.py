@@ -89,9 +89,7 @@ def disk_check(data_dir: Path) -> str:
     return "ok"
 
 
-def health(
-    request_id: str | None, cameras: dict[str, CameraStatus], mqtt_ok: bool, disk: str
-) -> dict[str, object]:
+def health(request_id: str | None, cameras: dict[str, CameraStatus], mqtt_ok: bool, disk: str) -> dict[str, object]:
     """SPEC 3.5: ok when every enabled camera streams and the disk is fine,
     failed when none streams or recording cannot write, degraded otherwise."""
     camera_checks = {

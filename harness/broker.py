@@ -70,9 +70,7 @@ class Mosquitto:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"mosquitto exited with {self._proc.returncode}: {self.log_tail()}"
-                )
+                raise RuntimeError(f"mosquitto exited with {self._proc.returncode}: {self.log_tail()}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     return

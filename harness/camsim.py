@@ -22,8 +22,9 @@ class CameraSimulator:
     The port is chosen once and kept, so stop() then start() brings the same
     cameras back at the same URLs (camera outage tests)."""
 
-    def __init__(self, mounts: dict[str, Path], port: int | None = None, host: str = "127.0.0.1",
-                 cache_dir: Path | None = None) -> None:
+    def __init__(
+        self, mounts: dict[str, Path], port: int | None = None, host: str = "127.0.0.1", cache_dir: Path | None = None
+    ) -> None:
         self.mounts = dict(mounts)
         self.host = host
         self.port = port or free_port()
@@ -34,14 +35,23 @@ class CameraSimulator:
         self._stderr: list[str] = []
 
     def start(self, timeout: float = 30.0) -> CameraSimulator:
-        cmd = [SYSTEM_PYTHON, str(REPO / "scripts" / "camsim.py"), "--host", self.host, "--port", str(self.port),
-               "--control", "stdin"]
+        cmd = [
+            SYSTEM_PYTHON,
+            str(REPO / "scripts" / "camsim.py"),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--control",
+            "stdin",
+        ]
         for name, path in self.mounts.items():
             cmd += ["--mount", f"{name}={path}"]
         if self.cache_dir is not None:
             cmd += ["--cache", str(self.cache_dir)]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, bufsize=1)
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+        )
         threading.Thread(target=self._pump, args=(self._proc.stdout, self._lines.put), daemon=True).start()
         threading.Thread(target=self._pump, args=(self._proc.stderr, self._stderr.append), daemon=True).start()
         deadline = time.monotonic() + timeout

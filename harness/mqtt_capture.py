@@ -77,9 +77,7 @@ class MqttCapture:
     def on_topic(self, topic: str) -> list[Received]:
         return self.matching(lambda m: m.topic == topic)
 
-    def wait_for(
-        self, predicate: Callable[[Received], bool], timeout: float, count: int = 1
-    ) -> list[Received]:
+    def wait_for(self, predicate: Callable[[Received], bool], timeout: float, count: int = 1) -> list[Received]:
         """Wait until `count` messages match; return them (raises TimeoutError otherwise)."""
         deadline = time.monotonic() + timeout
         with self._lock:

@@ -65,7 +65,7 @@ def to_annexb(mp4: Path, cache: Path) -> Path:
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
     pipeline = Gst.parse_launch(
         f'filesrc location="{mp4}" ! qtdemux ! h264parse ! '
-        f"video/x-h264,stream-format=byte-stream,alignment=au ! filesink location=\"{tmp}\""
+        f'video/x-h264,stream-format=byte-stream,alignment=au ! filesink location="{tmp}"'
     )
     pipeline.set_state(Gst.State.PLAYING)
     msg = pipeline.get_bus().timed_pop_filtered(60 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
@@ -169,6 +169,7 @@ def main() -> None:
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, loop.quit)
 
     if args.control == "stdin":
+
         def on_line(channel: GLib.IOChannel, condition: GLib.IOCondition) -> bool:
             if condition & (GLib.IOCondition.HUP | GLib.IOCondition.ERR):
                 return False

@@ -44,8 +44,10 @@ def _describe(msg: Received) -> str | None:
         e = json.loads(msg.payload)
         region = ",".join(f"{v:.2f}" for v in e["region"]) if e.get("region") else "-"
         extra = f" reason={e['reason']}" if e.get("reason") else ""
-        return (f"{stamp}  EVENT  {e['camera']:<8} {e['type']:<6} id={e['id']} "
-                f"peak={e['peak_score']:.3f} region=[{region}] thumbnail={e['thumbnail']}{extra}")
+        return (
+            f"{stamp}  EVENT  {e['camera']:<8} {e['type']:<6} id={e['id']} "
+            f"peak={e['peak_score']:.3f} region=[{region}] thumbnail={e['thumbnail']}{extra}"
+        )
     if tail.endswith("/thumbnail"):
         return f"{stamp}  THUMB  {parts[3]} {len(msg.payload)} bytes JPEG"
     if tail.endswith("/motion"):
@@ -82,7 +84,10 @@ def main() -> int:
         print(f"demo: broker 127.0.0.1:{broker.port}; config {config}; daemon log {data / 'edge.log'}", flush=True)
         print(f"demo: watch it yourself: mosquitto_sub -p {broker.port} -t 'nvr/#' -v", flush=True)
         seen = 0
-        with MqttCapture(broker.host, broker.port, ("nvr/#",)) as capture, DaemonProcess(config, data / "edge.log") as daemon:
+        with (
+            MqttCapture(broker.host, broker.port, ("nvr/#",)) as capture,
+            DaemonProcess(config, data / "edge.log") as daemon,
+        ):
             deadline = time.monotonic() + args.seconds if args.seconds else float("inf")
             try:
                 while time.monotonic() < deadline and daemon.alive:

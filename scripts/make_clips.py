@@ -50,8 +50,9 @@ def _figure_boxes(kind: str, n: int, total: int, width: int, height: int) -> lis
     return boxes
 
 
-def make_clip(path: Path, kind: str, width: int = 640, height: int = 360, fps: int = 5,
-              seconds: float = 60, seed: int = 0) -> Path:
+def make_clip(
+    path: Path, kind: str, width: int = 640, height: int = 360, fps: int = 5, seconds: float = 60, seed: int = 0
+) -> Path:
     """Encode one clip and its labels; GOP of 2 s, no B-frames (like IP cameras)."""
     rng = np.random.default_rng(seed)
     bg = _background(width, height, rng)
@@ -64,8 +65,15 @@ def make_clip(path: Path, kind: str, width: int = 640, height: int = 360, fps: i
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = Fraction(1, fps)
         gop = 2 * fps
-        stream.options = {"bf": "0", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0",
-                          "preset": "veryfast", "crf": "23", "profile": "main"}
+        stream.options = {
+            "bf": "0",
+            "g": str(gop),
+            "keyint_min": str(gop),
+            "sc_threshold": "0",
+            "preset": "veryfast",
+            "crf": "23",
+            "profile": "main",
+        }
         for n in range(total):
             img = bg + rng.normal(0, 2.0, (height, width, 1)).astype(np.float32)
             boxes = _figure_boxes(kind, n, total, width, height)
@@ -112,8 +120,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--kinds", default="walkers,static")
     args = parser.parse_args()
-    made = ensure_clips(args.out, tuple(args.kinds.split(",")), width=args.width, height=args.height,
-                        fps=args.fps, seconds=args.seconds)
+    made = ensure_clips(
+        args.out, tuple(args.kinds.split(",")), width=args.width, height=args.height, fps=args.fps, seconds=args.seconds
+    )
     for kind, path in made.items():
         print(f"{kind}: {path}")
     return 0

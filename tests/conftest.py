@@ -14,7 +14,11 @@ from harness.clips import ensure_clips
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    missing = [tool for tool in ("mosquitto", "ffprobe") if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()]
+    missing = [
+        tool
+        for tool in ("mosquitto", "ffprobe")
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()
+    ]
     if missing:
         raise pytest.UsageError(f"missing {', '.join(missing)}: run scripts/setup.sh first")
 

@@ -36,33 +36,49 @@ def test_four_mistakes_give_four_lines_with_line_numbers() -> None:
         "    url: rtsp://10.0.0.65/stream1\n"
     )
     found = problems(text)
-    assert sorted(found) == sorted([
-        "box.id: must match [a-z0-9][a-z0-9_-]* (line 2)",
-        "mqtt.hots: unknown key (line 4)",
-        "cameras.gate-1.url: must be an rtsp:// or rtsps:// URL (line 7)",
-        "cameras.gate-1: duplicate key (line 8; first at line 6)",
-    ])
+    assert sorted(found) == sorted(
+        [
+            "box.id: must match [a-z0-9][a-z0-9_-]* (line 2)",
+            "mqtt.hots: unknown key (line 4)",
+            "cameras.gate-1.url: must be an rtsp:// or rtsps:// URL (line 7)",
+            "cameras.gate-1: duplicate key (line 8; first at line 6)",
+        ]
+    )
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("box: {id: a}\ncameras:\n  c1: {}\n", "cameras.c1.url: required (line 3)"),
-        ("box:\n  id: a\ncameras:\n  c1:\n    url: rtsp://x/y\n    share: maybe\n",
-         "cameras.c1.share: must be one of: full, events, none (line 6)"),
+        (
+            "box:\n  id: a\ncameras:\n  c1:\n    url: rtsp://x/y\n    share: maybe\n",
+            "cameras.c1.share: must be one of: full, events, none (line 6)",
+        ),
         ("box:\n  id: a\nmqtt:\n  port: 70000\n", "mqtt.port: must be at most 65535 (line 4)"),
         ("box:\n  id: a\nmqtt:\n  stats_interval: soon\n", "mqtt.stats_interval: must be a number (line 4)"),
-        ("box:\n  id: a\nrecording:\n  max_bytes: lots\n",
-         "recording.max_bytes: must be a size like 50GB, 500MB or 1GiB (line 4)"),
-        ("box:\n  id: a\ncameras:\n  c1:\n    url: rtsp://x/y\n    privacy_masks:\n      - [[0, 0], [1.5, 0], [1, 1]]\n",
-         "cameras.c1.privacy_masks.0.1: coordinates must be between 0 and 1 (line 7)"),
-        ("box:\n  id: a\ncameras:\n  c1:\n    url: rtsp://x/y\n    motion:\n      sensitivity: 11\n",
-         "cameras.c1.motion.sensitivity: must be at most 10 (line 7)"),
-        ("box:\n  id: a\nweb:\n  listen: everywhere\n", 'web.listen: must be "host:port", e.g. "0.0.0.0:8080" (line 4)'),
+        (
+            "box:\n  id: a\nrecording:\n  max_bytes: lots\n",
+            "recording.max_bytes: must be a size like 50GB, 500MB or 1GiB (line 4)",
+        ),
+        (
+            "box:\n  id: a\ncameras:\n  c1:\n    url: rtsp://x/y\n"
+            "    privacy_masks:\n      - [[0, 0], [1.5, 0], [1, 1]]\n",
+            "cameras.c1.privacy_masks.0.1: coordinates must be between 0 and 1 (line 7)",
+        ),
+        (
+            "box:\n  id: a\ncameras:\n  c1:\n    url: rtsp://x/y\n    motion:\n      sensitivity: 11\n",
+            "cameras.c1.motion.sensitivity: must be at most 10 (line 7)",
+        ),
+        (
+            "box:\n  id: a\nweb:\n  listen: everywhere\n",
+            'web.listen: must be "host:port", e.g. "0.0.0.0:8080" (line 4)',
+        ),
         ("mqtt: {}\n", "box: required (line 1)"),
         ("box:\n  id: a\n  id: b\n", "box.id: duplicate key (line 3; first at line 2)"),
-        ("box:\n  id: a\nmqtt:\n  password_file: /nonexistent/pw\n",
-         "mqtt.password_file: file not found or not readable (line 4)"),
+        (
+            "box:\n  id: a\nmqtt:\n  password_file: /nonexistent/pw\n",
+            "mqtt.password_file: file not found or not readable (line 4)",
+        ),
     ],
 )
 def test_each_problem_names_key_and_line(text: str, expected: str) -> None:
@@ -90,8 +106,17 @@ def test_missing_file_is_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("50GB", 50 * 10**9), ("500 MB", 500 * 10**6), ("1GiB", 2**30), ("1.5TB", 1.5 * 10**12), ("2048", 2048),
-     (4096, 4096), ("10mib", 10 * 2**20), ("3 kB", 3000), ("7B", 7)],
+    [
+        ("50GB", 50 * 10**9),
+        ("500 MB", 500 * 10**6),
+        ("1GiB", 2**30),
+        ("1.5TB", 1.5 * 10**12),
+        ("2048", 2048),
+        (4096, 4096),
+        ("10mib", 10 * 2**20),
+        ("3 kB", 3000),
+        ("7B", 7),
+    ],
 )
 def test_sizes(text: object, size: float) -> None:
     assert parse_size(text) == int(size)
@@ -165,15 +190,24 @@ def _assert_clean(text: str) -> None:
             assert ONE_LINE.match(line) or WHOLE_FILE.match(line), line
 
 
-yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.floats(allow_nan=False),
-                         st.text(max_size=12))
-yaml_values = st.recursive(yaml_scalars, lambda children: st.one_of(
-    st.lists(children, max_size=4), st.dictionaries(st.text(max_size=8), children, max_size=4)), max_leaves=12)
+yaml_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 70000), st.floats(allow_nan=False), st.text(max_size=12)
+)
+yaml_values = st.recursive(
+    yaml_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(doc=st.dictionaries(st.sampled_from(["box", "mqtt", "cameras", "recording", "motion", "junk"]),
-                           yaml_values, max_size=5))
+@given(
+    doc=st.dictionaries(
+        st.sampled_from(["box", "mqtt", "cameras", "recording", "motion", "junk"]), yaml_values, max_size=5
+    )
+)
 def test_random_documents_give_a_config_or_one_line_errors(doc: dict) -> None:
     import yaml
 
@@ -187,6 +221,8 @@ def test_mutated_example_gives_a_config_or_one_line_errors(data: st.DataObject) 
     for _ in range(data.draw(st.integers(1, 4))):
         pos = data.draw(st.integers(0, len(text) - 1))
         cut = data.draw(st.integers(0, 12))
-        insert = data.draw(st.sampled_from(["", ":", " ", "\n", "- ", "[", "{", "'", "  x: 1\n", "&a", "*a", "\t", "#"]))
-        text = text[:pos] + insert + text[pos + cut:]
+        insert = data.draw(
+            st.sampled_from(["", ":", " ", "\n", "- ", "[", "{", "'", "  x: 1\n", "&a", "*a", "\t", "#"])
+        )
+        text = text[:pos] + insert + text[pos + cut :]
     _assert_clean(text)

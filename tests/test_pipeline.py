@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from harness.broker import Mosquitto, free_port
 from harness.camsim import CameraSimulator
 from harness.daemon import DaemonProcess, run_cli, write_config
@@ -22,9 +23,7 @@ def _events(capture: MqttCapture, camera: str) -> list[dict]:
 
 
 def _latest_stats(capture: MqttCapture, timeout: float, predicate=lambda s: True) -> dict:
-    found = capture.wait_for(
-        lambda m: m.topic == f"{P}/stats" and predicate(json.loads(m.payload)), timeout=timeout
-    )
+    found = capture.wait_for(lambda m: m.topic == f"{P}/stats" and predicate(json.loads(m.payload)), timeout=timeout)
     return json.loads(found[-1].payload)
 
 
@@ -32,7 +31,10 @@ def test_moving_camera_raises_events_static_camera_none(
     tmp_path: Path, broker: Mosquitto, cameras: CameraSimulator
 ) -> None:
     config = write_config(
-        tmp_path / "edge.yaml", box_id="box-1", data_dir=tmp_path / "data", mqtt_port=broker.port,
+        tmp_path / "edge.yaml",
+        box_id="box-1",
+        data_dir=tmp_path / "data",
+        mqtt_port=broker.port,
         cameras={"moving": {"url": cameras.urls["moving"]}, "still": {"url": cameras.urls["still"]}},
         extra=FAST_EVENTS,
     )
@@ -46,7 +48,8 @@ def test_moving_camera_raises_events_static_camera_none(
             end_event = json.loads(end.payload)
             assert end_event["camera"] == "moving"
             stats = _latest_stats(
-                capture, 30,
+                capture,
+                30,
                 lambda s: all(c["state"] == "streaming" for c in s["cameras"].values()) and len(s["cameras"]) == 2,
             )
             health = run_cli("health", "--config", str(config), "--timeout", "10")
@@ -61,8 +64,19 @@ def test_moving_camera_raises_events_static_camera_none(
         start = next(e for e in moving if e["type"] == "start")
         assert start["id"] == end_event["id"]
         assert end_event["end_time"] >= start["start_time"]
-        assert set(start) >= {"id", "type", "box", "camera", "start_time", "end_time", "score",
-                              "peak_score", "region", "thumbnail", "recordings"}
+        assert set(start) >= {
+            "id",
+            "type",
+            "box",
+            "camera",
+            "start_time",
+            "end_time",
+            "score",
+            "peak_score",
+            "region",
+            "thumbnail",
+            "recordings",
+        }
         assert start["box"] == "box-1" and start["end_time"] is None and 0 < start["peak_score"] <= 1
         x, y, w, h = start["region"]
         assert 0 <= x <= 1 and 0 <= y <= 1 and 0 < w <= 1 and 0 < h <= 1
@@ -92,15 +106,22 @@ def test_dead_camera_reconnects_while_the_other_keeps_its_rate(
 ) -> None:
     dead_url = f"rtsp://admin:s3cret@127.0.0.1:{free_port()}/stream1"
     config = write_config(
-        tmp_path / "edge.yaml", box_id="box-1", data_dir=tmp_path / "data", mqtt_port=broker.port,
+        tmp_path / "edge.yaml",
+        box_id="box-1",
+        data_dir=tmp_path / "data",
+        mqtt_port=broker.port,
         cameras={"moving": {"url": cameras.urls["moving"]}, "dead": {"url": dead_url}},
         stats_interval=2.0,
     )
     with MqttCapture(broker.host, broker.port, (f"{P}/#",)) as capture, DaemonProcess(config) as daemon:
         stats = _latest_stats(
-            capture, 40,
-            lambda s: s["cameras"]["dead"]["state"] == "reconnecting"
-            and s["cameras"]["moving"]["state"] == "streaming" and s["uptime_s"] > 6,
+            capture,
+            40,
+            lambda s: (
+                s["cameras"]["dead"]["state"] == "reconnecting"
+                and s["cameras"]["moving"]["state"] == "streaming"
+                and s["uptime_s"] > 6
+            ),
         )
         assert stats["cameras"]["dead"]["error"]
         assert "s3cret" not in json.dumps(stats)
@@ -126,14 +147,14 @@ def test_bad_config_prints_one_line_per_problem_and_exits_2(tmp_path: Path) -> N
     path = tmp_path / "bad.yaml"
     path.write_text(
         "box:\n"
-        "  id: cluster 20\n"            # line 2: space in id
+        "  id: cluster 20\n"  # line 2: space in id
         "  data_dir: /tmp/x\n"
         "mqtt:\n"
-        "  hots: 127.0.0.1\n"           # line 5: mistyped key
+        "  hots: 127.0.0.1\n"  # line 5: mistyped key
         "cameras:\n"
         "  gate-1:\n"
         "    url: http://10.0.0.64/stream1\n"  # line 8: not rtsp
-        "  gate-1:\n"                   # line 9: duplicate camera id
+        "  gate-1:\n"  # line 9: duplicate camera id
         "    url: rtsp://10.0.0.65/stream1\n"
     )
     for command in ("check-config", "run"):
@@ -150,7 +171,10 @@ def test_bad_config_prints_one_line_per_problem_and_exits_2(tmp_path: Path) -> N
 
 def test_check_config_summarises_without_secrets(tmp_path: Path) -> None:
     config = write_config(
-        tmp_path / "edge.yaml", box_id="box-1", data_dir=tmp_path, mqtt_port=1883,
+        tmp_path / "edge.yaml",
+        box_id="box-1",
+        data_dir=tmp_path,
+        mqtt_port=1883,
         cameras={"gate-1": {"url": "rtsp://admin:hunter2@10.0.0.64/stream1"}},
     )
     result = run_cli("check-config", "--config", str(config))
@@ -165,7 +189,10 @@ def test_bad_commands_are_ignored_and_the_daemon_keeps_serving(
     tmp_path: Path, broker: Mosquitto, cameras: CameraSimulator
 ) -> None:
     config = write_config(
-        tmp_path / "edge.yaml", box_id="box-1", data_dir=tmp_path / "data", mqtt_port=broker.port,
+        tmp_path / "edge.yaml",
+        box_id="box-1",
+        data_dir=tmp_path / "data",
+        mqtt_port=broker.port,
         cameras={"still": {"url": cameras.urls["still"]}},
     )
     with MqttCapture(broker.host, broker.port, (f"{P}/#",)) as capture, DaemonProcess(config) as daemon:
@@ -174,10 +201,11 @@ def test_bad_commands_are_ignored_and_the_daemon_keeps_serving(
             capture.publish(f"{P}/cmd/health", payload)
             capture.publish(f"{P}/cameras/still/detect/set", payload)
         capture.publish(f"{P}/cameras/nosuch/detect/set", b"ON")
+        capture.publish(f"{P}/cameras/still/detect/set", b"off")  # valid: detection paused
         capture.publish(f"{P}/cmd/health", b'{"id": "after"}')
-        capture.wait_for(
-            lambda m: m.topic == f"{P}/health" and json.loads(m.payload)["id"] == "after", timeout=15
-        )
+        capture.wait_for(lambda m: m.topic == f"{P}/health" and json.loads(m.payload)["id"] == "after", timeout=15)
+        paused = _latest_stats(capture, 15, lambda s: s["cameras"]["still"]["detect"] is False)
+        assert paused["cameras"]["still"]["state"] == "streaming"
         assert daemon.alive
     ignored = [line for line in daemon.logs() if line.get("event") == "command_ignored"]
     # cmd/health: 4 bad (b"MAYBE" is not JSON either -> 5); detect/set: 5 bad + unknown camera.
