@@ -10,6 +10,7 @@ import asyncio
 import json
 import signal
 import time
+from collections import deque
 from typing import Any
 
 from edge.camera import (
@@ -19,12 +20,15 @@ from edge.camera import (
     CameraWorker,
     EventOutput,
     MotionOutput,
+    RecordWorker,
+    StreamWorker,
 )
 from edge.config import Config
 from edge.health import RateMeter, disk_check, health, stats
 from edge.logs import get_logger
 from edge.mqtt import MAX_COMMAND_BYTES, MqttLink
 from edge.outbox import Kind, Outbox
+from edge.recordings import Recordings
 from edge.topics import Topics
 
 SHUTDOWN_BUDGET_S = 8.0  # SPEC: exit within 10 s of SIGTERM
@@ -59,8 +63,14 @@ class Daemon:
             on_command=self._on_command,
             on_connect=self._republish_retained,
         )
+        self.recordings = Recordings(config)
         self.workers: dict[str, CameraWorker] = {}
+        self.record_workers: dict[str, RecordWorker] = {}
         self.statuses: dict[str, CameraStatus] = {}
+        # Per camera, outputs held back until an `end` event's post-roll is recorded,
+        # so the end lists every segment and events stay in order per camera.
+        self._held: dict[str, deque[CameraOutput]] = {}
+        self._hold_until: dict[str, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------
     def request_stop(self) -> None:
@@ -77,23 +87,31 @@ class Daemon:
         def sink(item: CameraOutput) -> None:
             loop.call_soon_threadsafe(self._outputs.put_nowait, item)
 
+        swept = await asyncio.to_thread(self.recordings.start)
         for cam_id, cam in self.config.cameras.items():
             if not cam.enabled:
                 self.statuses[cam_id] = CameraStatus(state=CameraState.DISABLED)
                 continue
-            worker = CameraWorker(cam_id, cam, self.config.box.id, self.config.events, sink)
+            recorder = self.recordings.recorder_for(cam_id)
+            separate = cam.detect_url is not None and cam.detect_url != cam.url
+            if separate:
+                self.record_workers[cam_id] = RecordWorker(cam_id, cam.url, recorder)
+            worker = CameraWorker(
+                cam_id, cam, self.config.box.id, self.config.events, sink, recorder=None if separate else recorder
+            )
             self.workers[cam_id] = worker
             self.statuses[cam_id] = worker.status
             self._put_state(self.topics.motion(cam_id), b"OFF")  # a crash may have left ON retained
-        for worker in self.workers.values():
-            worker.start()
-        self._log.info("daemon_started", cameras=len(self.workers), outbox_pending=self.outbox.pending)
+        for stream_worker in self._all_workers():
+            stream_worker.start()
+        self._log.info("daemon_started", cameras=len(self.workers), outbox_pending=self.outbox.pending, **swept)
 
         tasks = [
             asyncio.create_task(self.link.run(), name="mqtt"),
             asyncio.create_task(self._consume_outputs(), name="outputs"),
             asyncio.create_task(self._stats_loop(), name="stats"),
             asyncio.create_task(self._health_watch(), name="health"),
+            asyncio.create_task(self._tick_loop(), name="tick"),
         ]
         await self._stop.wait()
         await self._shutdown(tasks)
@@ -101,13 +119,16 @@ class Daemon:
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         self._log.info("daemon_stopping")
         deadline = time.monotonic() + SHUTDOWN_BUDGET_S
+        for stream_worker in self._all_workers():
+            stream_worker.stop()
+        for stream_worker in self._all_workers():
+            await asyncio.to_thread(stream_worker.join, max(0.1, min(3.0, deadline - time.monotonic() - 4)))
         for worker in self.workers.values():
-            worker.stop()
-        for worker in self.workers.values():
-            await asyncio.to_thread(worker.join, max(0.1, min(3.0, deadline - time.monotonic() - 4)))
             worker.close_events("shutdown")
+        await asyncio.to_thread(self.recordings.close)
         await asyncio.sleep(0)  # let call_soon_threadsafe deliveries land
         self._drain_outputs()
+        self._release_held(force=True)
         await self.link.flush(max(0.5, deadline - time.monotonic() - 1.0))
         await self.link.stop()
         for task in tasks:
@@ -115,6 +136,9 @@ class Daemon:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._log.info("daemon_stopped", outbox_pending=self.outbox.pending)
         self.outbox.close()
+
+    def _all_workers(self) -> list[StreamWorker]:
+        return [*self.workers.values(), *self.record_workers.values()]
 
     # -- camera outputs -> outbox --------------------------------------------------
     async def _consume_outputs(self) -> None:
@@ -127,6 +151,33 @@ class Daemon:
             self._handle_output(self._outputs.get_nowait())
 
     def _handle_output(self, item: CameraOutput) -> None:
+        """Publish now, or hold behind an `end` still waiting for its post-roll."""
+        held = self._held.setdefault(item.camera, deque())
+        held.append(item)
+        self._release_held()
+
+    def _release_held(self, force: bool = False) -> None:
+        now = time.time()
+        for camera, held in self._held.items():
+            while held and (force or now >= self._hold_until.get(camera, 0.0)):
+                item = held[0]
+                if isinstance(item, EventOutput) and item.event.type == "end" and not force:
+                    ready_at = (item.event.end_time or now) + self.config.events.post_roll
+                    if now < ready_at and self._hold_until.get(camera) != ready_at:
+                        self._hold_until[camera] = ready_at
+                        break
+                held.popleft()
+                self._publish(item)
+
+    def _recordings_for(self, item: EventOutput) -> list[str]:
+        event, cfg = item.event, self.config.events
+        now = time.time()
+        t0 = event.start_time - cfg.pre_roll
+        t1 = (event.end_time + cfg.post_roll) if event.end_time is not None else now
+        self.recordings.protect(item.camera, event.id, event.end_time or now, t0, t1)
+        return self.recordings.covering(item.camera, t0, t1)
+
+    def _publish(self, item: CameraOutput) -> None:
         """The one place where camera data becomes outgoing messages; applies `share`."""
         share = self.config.cameras[item.camera].share
         if share == "none":
@@ -139,7 +190,7 @@ class Daemon:
             if jpeg is not None:
                 self.outbox.put(self.topics.thumbnail(item.event.id), jpeg, 1, False, Kind.THUMBNAIL)
                 self._put_state(self.topics.snapshot(item.camera), jpeg)
-            payload = item.event.to_payload(thumbnail=jpeg is not None, recordings=[])
+            payload = item.event.to_payload(thumbnail=jpeg is not None, recordings=self._recordings_for(item))
             kind = Kind.UPDATE if item.event.type == "update" else Kind.EVENT
             self.outbox.put(self.topics.events, _json(payload), 1, False, kind)
             self._log.info(
@@ -191,7 +242,14 @@ class Daemon:
 
     # -- stats and health ----------------------------------------------------------
     def _health(self, request_id: str | None) -> dict[str, Any]:
-        return health(request_id, self.statuses, self.link.connected.is_set(), disk_check(self.config.box.data_dir))
+        disk = self.recordings.problem() or disk_check(self.config.box.data_dir)
+        return health(request_id, self.statuses, self.link.connected.is_set(), disk)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            self._release_held()
+            self.recordings.tick()
 
     def _publish_health(self, request_id: str | None) -> None:
         report = self._health(request_id)
@@ -212,7 +270,8 @@ class Daemon:
             self._started,
             self._meter,
             self.statuses,
-            recording={"bytes_used": 0, "bytes_budget": self.config.recording.max_bytes, "oldest_time": None},
+            recording=self.recordings.stats(),
+            per_camera={cam: self.recordings.camera_stats(cam) for cam in self.statuses},
             outbox={"pending": self.outbox.pending, "bytes": self.outbox.pending_bytes, "dropped": self.outbox.dropped},
         )
 

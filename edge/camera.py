@@ -22,8 +22,9 @@ from edge.config import CameraConfig, EventConfig
 from edge.events import Event, EventTracker, TrackerStep
 from edge.logs import get_logger
 from edge.motion import MotionDetector
+from edge.recorder import SegmentRecorder
 from edge.redact import redact_url
-from edge.source import SourceError, SourceOptions, decoded_frames, open_stream
+from edge.source import SourceError, SourceOptions, decode, demux_packets, open_stream, select_streams
 from edge.thumbnail import ThumbnailMaker
 
 
@@ -83,40 +84,19 @@ def luma_view(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="gray")
 
 
-class CameraWorker:
-    """Runs one camera until stop(); restartable state lives in `status`."""
+class StreamWorker:
+    """A thread that keeps one RTSP stream open: reconnects with backoff and jitter,
+    keeps `status.state`/`error` current. Subclasses say what to do with the packets."""
 
-    def __init__(
-        self,
-        camera_id: str,
-        camera: CameraConfig,
-        box_id: str,
-        events: EventConfig,
-        sink: Sink,
-        source_options: SourceOptions | None = None,
-    ) -> None:
+    def __init__(self, camera_id: str, url: str, source_options: SourceOptions | None, role: str) -> None:
         self.camera_id = camera_id
-        self.camera = camera
         self.status = CameraStatus()
-        self._box_id = box_id
-        self._events_cfg = events
-        self._sink = sink
+        self._url = url
         self._source_options = source_options or SourceOptions()
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # guards the tracker: shutdown may close it from outside
-        self._tracker = EventTracker(box_id, camera_id, events)
-        self._detector = MotionDetector(camera.motion, camera.privacy_masks)
-        self._thumbs = ThumbnailMaker(events.thumbnail_width, events.jpeg_quality, camera.privacy_masks)
-        self._want_images = camera.share == "full"
-        self._best_image: np.ndarray | None = None
-        self._best_unpublished = False
-        self._detect_requested = True
-        self._last_detect = 0.0
-        self._url = camera.effective_detect_url
-        self._log = get_logger(camera=camera_id, url=redact_url(self._url))
-        self._thread = threading.Thread(target=self._run, name=f"camera-{camera_id}", daemon=True)
+        self._log = get_logger(camera=camera_id, role=role, url=redact_url(url))
+        self._thread = threading.Thread(target=self._run, name=f"{role}-{camera_id}", daemon=True)
 
-    # -- control (any thread) -------------------------------------------------
     def start(self) -> None:
         self._thread.start()
 
@@ -126,6 +106,110 @@ class CameraWorker:
     def join(self, timeout: float) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        backoff = Backoff(*_FAST_BACKOFF)
+        first = True
+        while not self._stop.is_set():
+            if not first:
+                self.status.reconnects += 1
+            first = False
+            try:
+                container = open_stream(self._url, self._source_options)
+                try:
+                    self._serve(container, backoff)
+                finally:
+                    container.close()
+                error = SourceError("the camera ended the stream")
+            except SourceError as exc:
+                error = exc
+            except Exception as exc:  # noqa: BLE001 - a bug must not kill the camera for good
+                self._log.exception("worker_crashed")
+                error = SourceError(f"internal error: {type(exc).__name__}")
+            self._on_down(stopping=self._stop.is_set())
+            if self._stop.is_set():
+                break
+            if error.fatal:
+                backoff.initial, backoff.maximum = _SLOW_BACKOFF
+            self.status.state = CameraState.FAILED if error.fatal else CameraState.RECONNECTING
+            self.status.error = str(error)
+            delay = backoff.next_delay()
+            self._log.warning(
+                "camera_down", state=self.status.state.value, error=str(error), retry_in_s=round(delay, 1)
+            )
+            self._stop.wait(delay)
+
+    def _streaming(self, backoff: Backoff, width: int, height: int) -> None:
+        """The first packet or frame arrived: the camera is up."""
+        self.status.state = CameraState.STREAMING
+        self.status.error = None
+        backoff.initial, backoff.maximum = _FAST_BACKOFF
+        backoff.reset()
+        self._log.info("camera_streaming", width=width, height=height)
+
+    def _serve(self, container: av.container.InputContainer, backoff: Backoff) -> None:
+        raise NotImplementedError
+
+    def _on_down(self, stopping: bool) -> None:
+        """The stream is gone (or the worker is stopping)."""
+
+
+class RecordWorker(StreamWorker):
+    """Records a camera's main stream when detection uses a separate sub-stream: no decoding."""
+
+    def __init__(
+        self, camera_id: str, url: str, recorder: SegmentRecorder, source_options: SourceOptions | None = None
+    ) -> None:
+        super().__init__(camera_id, url, source_options, role="record")
+        self.recorder = recorder
+
+    def _serve(self, container: av.container.InputContainer, backoff: Backoff) -> None:
+        video, audio = select_streams(container)
+        self.recorder.begin(video, audio)
+        streams = [video] + ([audio] if audio is not None else [])
+        for packet in demux_packets(container, streams, self._url):
+            if self._stop.is_set():
+                return
+            if self.status.state is not CameraState.STREAMING:
+                self._streaming(backoff, video.codec_context.width, video.codec_context.height)
+            self.status.frames_in += packet.stream is video
+            self.status.last_frame_monotonic = time.monotonic()
+            self.recorder.write(packet)
+
+    def _on_down(self, stopping: bool) -> None:
+        self.recorder.close()
+
+
+class CameraWorker(StreamWorker):
+    """Decodes the detect stream for motion (and records it too when it is the only stream)."""
+
+    def __init__(
+        self,
+        camera_id: str,
+        camera: CameraConfig,
+        box_id: str,
+        events: EventConfig,
+        sink: Sink,
+        source_options: SourceOptions | None = None,
+        recorder: SegmentRecorder | None = None,
+    ) -> None:
+        super().__init__(camera_id, camera.effective_detect_url, source_options, role="camera")
+        self.camera = camera
+        self.recorder = recorder
+        self._sink = sink
+        self._lock = threading.Lock()  # guards the tracker: shutdown may close it from outside
+        self._tracker = EventTracker(box_id, camera_id, events)
+        self._detector = MotionDetector(camera.motion, camera.privacy_masks)
+        self._thumbs = ThumbnailMaker(events.thumbnail_width, events.jpeg_quality, camera.privacy_masks)
+        self._want_images = camera.share == "full"
+        self._best_image: np.ndarray | None = None
+        self._best_unpublished = False
+        self._detect_requested = True
+        self._last_detect = 0.0
 
     def set_detect(self, enabled: bool) -> None:
         """detect/set ON|OFF: applied by the worker on its next frame."""
@@ -137,51 +221,27 @@ class CameraWorker:
             step = self._tracker.close(time.time(), reason)
         self._emit(step)
 
-    # -- worker thread --------------------------------------------------------
-    def _run(self) -> None:
-        backoff = Backoff(*_FAST_BACKOFF)
-        first = True
-        while not self._stop.is_set():
-            if not first:
-                self.status.reconnects += 1
-            first = False
-            try:
-                self._stream_once(backoff)
-                error = SourceError("the camera ended the stream")
-            except SourceError as exc:
-                error = exc
-            except Exception as exc:  # noqa: BLE001 - a bug must not kill the camera for good
-                self._log.exception("camera_worker_crashed")
-                error = SourceError(f"internal error: {type(exc).__name__}")
+    def _serve(self, container: av.container.InputContainer, backoff: Backoff) -> None:
+        video, audio = select_streams(container)
+        streams = [video]
+        if self.recorder is not None:
+            self.recorder.begin(video, audio)
+            streams += [audio] if audio is not None else []
+        for packet in demux_packets(container, streams, self._url):
             if self._stop.is_set():
-                self.close_events("shutdown")
-                break
-            self.close_events("camera_lost")
-            if error.fatal:
-                backoff.initial, backoff.maximum = _SLOW_BACKOFF
-            self.status.state = CameraState.FAILED if error.fatal else CameraState.RECONNECTING
-            self.status.error = str(error)
-            delay = backoff.next_delay()
-            self._log.warning(
-                "camera_down", state=self.status.state.value, error=str(error), retry_in_s=round(delay, 1)
-            )
-            self._stop.wait(delay)
+                return
+            if packet.stream is video:
+                for frame in decode(packet):
+                    if self.status.state is not CameraState.STREAMING:
+                        self._streaming(backoff, frame.width, frame.height)
+                    self._on_frame(frame)
+            if self.recorder is not None:
+                self.recorder.write(packet)  # after decoding: write() rebases the packet
 
-    def _stream_once(self, backoff: Backoff) -> None:
-        container = open_stream(self._url, self._source_options)
-        try:
-            for frame in decoded_frames(container, self._url):
-                if self._stop.is_set():
-                    return
-                if self.status.state is not CameraState.STREAMING:
-                    self.status.state = CameraState.STREAMING
-                    self.status.error = None
-                    backoff.initial, backoff.maximum = _FAST_BACKOFF
-                    backoff.reset()
-                    self._log.info("camera_streaming", width=frame.width, height=frame.height)
-                self._on_frame(frame)
-        finally:
-            container.close()
+    def _on_down(self, stopping: bool) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+        self.close_events("shutdown" if stopping else "camera_lost")
 
     def _on_frame(self, frame: av.VideoFrame) -> None:
         now_mono = time.monotonic()

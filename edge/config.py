@@ -172,6 +172,8 @@ class MqttConfig(_Strict):
 class RecordingConfig(_Strict):
     segment_seconds: float = Field(10.0, ge=1, le=600)
     max_bytes: ByteSize = 50 * 10**9
+    min_free_bytes: Annotated[int, BeforeValidator(parse_size), Field(ge=0)] = 1 * 10**9
+    event_protect_hours: float = Field(72.0, ge=0, description="event footage outlives plain footage this long")
 
 
 class OutboxConfig(_Strict):

@@ -118,17 +118,18 @@ def stats(
     cameras: dict[str, CameraStatus],
     recording: dict[str, object],
     outbox: dict[str, object],
+    per_camera: dict[str, dict[str, object]] | None = None,
 ) -> dict[str, object]:
     now = time.monotonic()
-    per_camera = {}
+    camera_entries = {}
     for cam, status in cameras.items():
         fps_in, fps_detect = meter.fps(cam, status, now)
-        per_camera[cam] = camera_stats(status, fps_in, fps_detect, now)
+        camera_entries[cam] = {**camera_stats(status, fps_in, fps_detect, now), **(per_camera or {}).get(cam, {})}
     return {
         "time": round(time.time(), 3),
         "uptime_s": round(now - started, 1),
         "version": __version__,
-        "cameras": per_camera,
+        "cameras": camera_entries,
         "recording": recording,
         "outbox": outbox,
         "process": {

@@ -59,25 +59,36 @@ def open_stream(url: str, options: SourceOptions) -> av.container.InputContainer
         raise _describe(exc, url) from exc
 
 
-def decoded_frames(container: av.container.InputContainer, url: str) -> Iterator[av.VideoFrame]:
-    """Decode the first video stream; one decoder thread (many small streams share cores)."""
+def select_streams(container: av.container.InputContainer) -> tuple[av.VideoStream, av.AudioStream | None]:
+    """The first video stream (required, H.264/H.265/MJPEG) and the first audio stream, if any."""
     if not container.streams.video:
         raise SourceError("the stream has no video track", fatal=True)
-    stream = container.streams.video[0]
-    if stream.codec_context.name not in ("h264", "hevc", "mjpeg", "mpeg4"):
-        raise SourceError(f"unsupported video codec {stream.codec_context.name!r}", fatal=True)
-    stream.thread_type = "SLICE"
+    video = container.streams.video[0]
+    if video.codec_context.name not in ("h264", "hevc", "mjpeg", "mpeg4"):
+        raise SourceError(f"unsupported video codec {video.codec_context.name!r}", fatal=True)
+    video.thread_type = "SLICE"  # one thread per stream: many small streams share the cores
+    audio = container.streams.audio[0] if container.streams.audio else None
+    return video, audio
+
+
+def demux_packets(
+    container: av.container.InputContainer, streams: list[av.stream.Stream], url: str
+) -> Iterator[av.Packet]:
+    """Packets of `streams` until the stream fails; always ends with a SourceError."""
     try:
-        for packet in container.demux(stream):
-            if packet.size == 0:
-                continue
-            try:
-                frames = packet.decode()
-            except av.error.InvalidDataError:
-                continue  # a corrupt packet costs its frame, not the stream
-            yield from frames
+        for packet in container.demux(streams):
+            if packet.size:
+                yield packet
     except SourceError:
         raise
     except Exception as exc:  # noqa: BLE001
         raise _describe(exc, url) from exc
     raise SourceError("the camera ended the stream")
+
+
+def decode(packet: av.Packet) -> list[av.VideoFrame]:
+    """Decode one packet; a corrupt packet costs its frame, not the stream."""
+    try:
+        return packet.decode()
+    except av.error.InvalidDataError:
+        return []

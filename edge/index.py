@@ -1,0 +1,131 @@
+"""The recordings index (SQLite, WAL): one row per finished segment, and event links.
+
+Crash rules (after Moonfire NVR): a segment file is written and fsynced before its
+row is inserted; a deletion is marked in the index before the file is unlinked, and
+the row dropped after. So after any crash the index names no file that is missing
+except rows marked `deleting`, which the start-up sweep finishes (edge.retention).
+One connection shared by the recorder threads, serialised by a lock: writes are one
+small transaction per finished segment, not per packet, to spare SD cards.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    camera TEXT NOT NULL,
+    path TEXT NOT NULL UNIQUE,          -- relative to <data_dir>/recordings
+    start REAL NOT NULL,                -- wall-clock epoch seconds
+    end REAL NOT NULL,
+    bytes INTEGER NOT NULL,
+    deleting INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS segments_camera_time ON segments(camera, start);
+CREATE INDEX IF NOT EXISTS segments_start ON segments(start);
+CREATE TABLE IF NOT EXISTS segment_events (
+    segment_id INTEGER NOT NULL REFERENCES segments(id) ON DELETE CASCADE,
+    event_id TEXT NOT NULL,
+    event_time REAL NOT NULL,
+    PRIMARY KEY (segment_id, event_id)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    id: int
+    camera: str
+    path: str
+    start: float
+    end: float
+    bytes: int
+    protected_until: float | None = None  # latest event time + protection, None if no event
+
+
+class RecordingIndex:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def add(self, camera: str, path: str, start: float, end: float, size: int) -> int:
+        with self._lock, self._db:
+            cur = self._db.execute(
+                "INSERT OR REPLACE INTO segments (camera, path, start, end, bytes) VALUES (?,?,?,?,?)",
+                (camera, path, start, end, size),
+            )
+            return int(cur.lastrowid or 0)
+
+    def paths_between(self, camera: str, t0: float, t1: float) -> list[str]:
+        """Finished segments of `camera` overlapping [t0, t1], oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT path FROM segments WHERE camera = ? AND deleting = 0 AND end >= ? AND start <= ? "
+                "ORDER BY start",
+                (camera, t0, t1),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def link_event(self, camera: str, event_id: str, event_time: float, t0: float, t1: float) -> None:
+        """Protect the segments covering [t0, t1] as footage of `event_id`."""
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO segment_events (segment_id, event_id, event_time) "
+                "SELECT id, ?, ? FROM segments WHERE camera = ? AND deleting = 0 AND end >= ? AND start <= ?",
+                (event_id, event_time, camera, t0, t1),
+            )
+
+    def deletion_order(self, protect_s: float, now: float, limit: int = 64) -> list[Segment]:
+        """Oldest first, footage of events after plain footage (SPEC 4); event footage
+        older than `protect_s` counts as plain."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.id, s.camera, s.path, s.start, s.end, s.bytes, MAX(e.event_time) AS ev "
+                "FROM segments s LEFT JOIN segment_events e ON e.segment_id = s.id "
+                "WHERE s.deleting = 0 GROUP BY s.id "
+                "ORDER BY (ev IS NOT NULL AND ev + ? >= ?), s.start LIMIT ?",
+                (protect_s, now, limit),
+            ).fetchall()
+        return [Segment(*r) for r in rows]
+
+    def mark_deleting(self, segment_id: int) -> None:
+        with self._lock, self._db:
+            self._db.execute("UPDATE segments SET deleting = 1 WHERE id = ?", (segment_id,))
+
+    def remove(self, segment_id: int) -> None:
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM segments WHERE id = ?", (segment_id,))
+
+    def all_rows(self) -> list[tuple[int, str, int]]:
+        """(id, path, deleting) of every row, for the start-up sweep."""
+        with self._lock:
+            return [(r[0], r[1], r[2]) for r in self._db.execute("SELECT id, path, deleting FROM segments")]
+
+    def totals(self) -> tuple[int, float | None]:
+        """(bytes of indexed segments, start of the oldest)."""
+        with self._lock:
+            size, oldest = self._db.execute(
+                "SELECT COALESCE(SUM(bytes), 0), MIN(start) FROM segments WHERE deleting = 0"
+            ).fetchone()
+        return int(size), oldest
+
+    def per_camera(self) -> dict[str, tuple[int, int]]:
+        """camera -> (segments, bytes) currently kept."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT camera, COUNT(*), COALESCE(SUM(bytes), 0) FROM segments WHERE deleting = 0 GROUP BY camera"
+            ).fetchall()
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

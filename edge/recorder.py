@@ -1,0 +1,242 @@
+"""Remux one camera's packets into fragmented-MP4 segments, without decoding.
+
+Container: fragmented MP4 (`empty_moov` + a fragment per keyframe or second,
+flushed as written). After a power cut or kill -9 the open segment stays playable up
+to its last written fragment (at most ~1 s lost); every closed segment is complete.
+A segment starts on a keyframe, ends at the first keyframe after
+`segment_seconds`, and is fsynced (file, then directory) before it is indexed.
+
+Wall-clock times come from the stream's own timestamps, anchored to the clock when
+a run of continuous timestamps starts: the next segment starts where the previous
+ended. A timestamp that goes backwards or leaps (camera reboot, a looping source,
+33-bit wrap) closes the segment and re-anchors to the clock.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from edge.index import RecordingIndex
+from edge.logs import get_logger
+
+MAX_GAP_S = 5.0  # a timestamp leap larger than this is a discontinuity
+MAX_DRIFT_S = 3.0  # re-anchor to the clock when the stream's time drifts this far
+AUDIO_CODECS_IN_MP4 = {"aac", "mp3", "opus", "alac", "flac"}
+MUX_OPTIONS = {
+    "movflags": "frag_keyframe+empty_moov+default_base_moof",
+    "frag_duration": "1000000",
+    "flush_packets": "1",
+}
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def segment_relpath(camera: str, start: float, taken: Callable[[str], bool]) -> str:
+    """`<cam>/<YYYY-MM-DD>/<HH-MM-SS>.mp4` in the box's local time; `-1`, `-2`... on a clash."""
+    stamp = time.localtime(start)
+    base = f"{camera}/{time.strftime('%Y-%m-%d', stamp)}/{time.strftime('%H-%M-%S', stamp)}"
+    path, n = f"{base}.mp4", 0
+    while taken(path):
+        n += 1
+        path = f"{base}-{n}.mp4"
+    return path
+
+
+@dataclass
+class OpenSegment:
+    relpath: str
+    path: Path
+    output: av.container.OutputContainer
+    video_out: av.VideoStream
+    audio_out: av.AudioStream | None
+    start: float  # wall clock
+    first_dts: int  # video time base
+    last_dts: int
+    last_duration: int
+
+
+@dataclass
+class RecorderStats:
+    bytes_written: int = 0
+    segments: int = 0
+    disk_full: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    last_error_time: float = 0.0
+    last_segment_time: float = 0.0
+
+
+class SegmentRecorder:
+    """One per camera, used from that camera's recording thread only."""
+
+    def __init__(
+        self,
+        camera: str,
+        recordings_dir: Path,
+        index: RecordingIndex,
+        segment_seconds: float,
+        on_segment: Callable[[], None] = lambda: None,
+        on_disk_full: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.camera = camera
+        self._dir = recordings_dir
+        self._index = index
+        self._segment_seconds = segment_seconds
+        self._on_segment = on_segment
+        self._on_disk_full = on_disk_full
+        self._log = get_logger(camera=camera, component="recorder")
+        self._video: av.VideoStream | None = None
+        self._audio: av.AudioStream | None = None
+        self._open: OpenSegment | None = None
+        self._next_start: float | None = None  # chained start of the next segment
+        self.stats = RecorderStats()
+
+    # -- stream lifecycle ----------------------------------------------------------
+    def begin(self, video: av.VideoStream, audio: av.AudioStream | None) -> None:
+        """A (re)opened input: new templates, new time anchor."""
+        self.close()
+        self._video = video
+        self._audio = None
+        self._next_start = None
+        if audio is not None:
+            if audio.codec_context.name in AUDIO_CODECS_IN_MP4:
+                self._audio = audio
+            else:
+                self._log.info("audio_dropped", codec=audio.codec_context.name, reason="not storable in MP4")
+
+    @property
+    def current(self) -> OpenSegment | None:
+        return self._open
+
+    def open_bytes(self) -> int:
+        seg = self._open
+        if seg is None:
+            return 0
+        try:
+            return seg.path.stat().st_size
+        except OSError:
+            return 0
+
+    # -- packets -------------------------------------------------------------------
+    def write(self, packet: av.Packet) -> None:
+        """Mux one demuxed packet (video or audio) into the current segment."""
+        if self._video is None or packet.dts is None:
+            return
+        if packet.stream is not self._video:
+            self._write_audio(packet)
+            return
+        seg = self._open
+        tb = float(self._video.time_base)
+        if seg is not None:
+            step = (packet.dts - seg.last_dts) * tb
+            if step < 0 or step > MAX_GAP_S:
+                self._log.info("timestamp_discontinuity", jump_s=round(step, 3))
+                self.close()
+                self._next_start = None
+                seg = None
+            elif packet.is_keyframe and (packet.dts - seg.first_dts) * tb >= self._segment_seconds:
+                self.close()
+                seg = None
+        if seg is None:
+            if not packet.is_keyframe:
+                return  # a segment must start on a keyframe to play on its own
+            seg = self._start(packet)
+            if seg is None:
+                return
+        self._mux(seg, packet, seg.video_out, seg.first_dts)
+        seg.last_dts = packet.dts
+        seg.last_duration = packet.duration or seg.last_duration
+
+    def _write_audio(self, packet: av.Packet) -> None:
+        seg = self._open
+        if seg is None or seg.audio_out is None or self._audio is None or packet.stream is not self._audio:
+            return
+        offset = int(seg.first_dts * float(self._video.time_base) / float(self._audio.time_base))
+        if packet.dts < offset:
+            return
+        self._mux(seg, packet, seg.audio_out, offset)
+
+    def _mux(self, seg: OpenSegment, packet: av.Packet, out_stream: av.stream.Stream, offset: int) -> None:
+        packet.dts -= offset
+        if packet.pts is not None:
+            packet.pts -= offset
+        else:
+            packet.pts = packet.dts
+        packet.stream = out_stream
+        try:
+            seg.output.mux(packet)
+        except (OSError, av.error.FFmpegError) as exc:
+            self._fail(exc)
+
+    def _start(self, packet: av.Packet) -> OpenSegment | None:
+        now = time.time()
+        start = self._next_start if self._next_start is not None else now
+        if abs(start - now) > MAX_DRIFT_S:
+            start = now
+        relpath = segment_relpath(self.camera, start, lambda p: (self._dir / p).exists())
+        path = self._dir / relpath
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            output = av.open(str(path), "w", format="mp4", options=MUX_OPTIONS)
+            video_out = output.add_stream_from_template(self._video)
+            audio_out = output.add_stream_from_template(self._audio) if self._audio is not None else None
+            output.start_encoding()
+        except (OSError, av.error.FFmpegError, ValueError) as exc:
+            self._fail(exc)
+            return None
+        self._open = OpenSegment(relpath, path, output, video_out, audio_out, start, packet.dts, packet.dts, 0)
+        return self._open
+
+    def close(self) -> None:
+        """Finish the open segment: close, fsync file and directory, then index it."""
+        seg, self._open = self._open, None
+        if seg is None:
+            return
+        try:
+            seg.output.close()
+        except (OSError, av.error.FFmpegError) as exc:
+            self._fail(exc, closing=True)
+        tb = float(self._video.time_base) if self._video is not None else 0.0
+        end = seg.start + (seg.last_dts - seg.first_dts + seg.last_duration) * tb
+        self._next_start = end
+        try:
+            size = seg.path.stat().st_size
+            fsync_path(seg.path)
+            fsync_path(seg.path.parent)
+        except OSError as exc:
+            self._fail(exc, closing=True)
+            return
+        if size == 0:
+            seg.path.unlink(missing_ok=True)
+            return
+        self._index.add(self.camera, seg.relpath, seg.start, end, size)
+        self.stats.bytes_written += size
+        self.stats.segments += 1
+        self.stats.last_segment_time = time.time()
+        self._on_segment()
+
+    def _fail(self, exc: BaseException, closing: bool = False) -> None:
+        """Write errors never stop the camera: free space if the disk is full, go on."""
+        self.stats.errors += 1
+        self.stats.last_error_time = time.time()
+        full = getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc)
+        self.stats.last_error = "disk full" if full else str(exc)[:200]
+        if full:
+            self.stats.disk_full += 1
+            self._on_disk_full()
+        self._log.warning("recording_write_failed", error=self.stats.last_error)
+        if not closing and self._open is not None:
+            self.close()

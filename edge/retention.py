@@ -1,0 +1,161 @@
+"""Ring-buffer retention: keep `recordings/` within its byte budget and the disk's reserve.
+
+Deletion order (SPEC 4): oldest first, footage of events after plain footage (event
+footage older than `event_protect` counts as plain). Deleting follows the index's
+crash rule: mark, unlink, fsync the directory, drop the row. The start-up sweep
+makes files and index agree after a crash.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+
+from edge.index import RecordingIndex
+from edge.logs import get_logger
+from edge.recorder import fsync_path
+
+
+class Retention:
+    def __init__(
+        self,
+        recordings_dir: Path,
+        index: RecordingIndex,
+        max_bytes: int,
+        min_free_bytes: int,
+        event_protect_s: float,
+        open_bytes: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self._dir = recordings_dir
+        self._index = index
+        self._max = max_bytes
+        self._reserve = min_free_bytes
+        self._protect = event_protect_s
+        self._open_bytes = open_bytes
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._log = get_logger(component="retention")
+        self.deleted_segments = 0
+        self.deleted_bytes = 0
+        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
+
+    # -- accounting ------------------------------------------------------------------
+    def used_bytes(self) -> int:
+        return self._index.totals()[0] + self._open_bytes()
+
+    def free_bytes(self) -> int:
+        try:
+            return shutil.disk_usage(self._dir).free
+        except OSError:
+            return 0
+
+    def _over(self) -> bool:
+        return self.used_bytes() > self._max or self.free_bytes() < self._reserve
+
+    # -- deletion ----------------------------------------------------------------------
+    def enforce(self) -> int:
+        """Delete the first segments in deletion order until within budget and reserve."""
+        deleted = 0
+        while self._over():
+            batch = self._index.deletion_order(self._protect, time.time(), limit=16)
+            if not batch:
+                break
+            for seg in batch:
+                self._delete(seg.id, seg.path)
+                deleted += 1
+                self.deleted_bytes += seg.bytes
+                if not self._over():
+                    break
+        self.deleted_segments += deleted
+        return deleted
+
+    def _delete(self, segment_id: int, relpath: str) -> None:
+        self._index.mark_deleting(segment_id)
+        path = self._dir / relpath
+        path.unlink(missing_ok=True)
+        try:
+            fsync_path(path.parent)
+            if not any(path.parent.iterdir()):
+                path.parent.rmdir()
+        except OSError:
+            pass
+        self._index.remove(segment_id)
+
+    # -- start-up sweep ----------------------------------------------------------------
+    def sweep(self) -> dict[str, int]:
+        """Finish interrupted deletions, drop rows without files, index or remove unknown files."""
+        counts = {"finished_deletions": 0, "dropped_rows": 0, "indexed_files": 0, "removed_files": 0}
+        known = set()
+        for segment_id, relpath, deleting in self._index.all_rows():
+            path = self._dir / relpath
+            if deleting:
+                self._delete(segment_id, relpath)
+                counts["finished_deletions"] += 1
+            elif not path.exists():
+                self._index.remove(segment_id)
+                counts["dropped_rows"] += 1
+            else:
+                known.add(relpath)
+        if self._dir.exists():
+            for path in sorted(self._dir.glob("*/*/*")):
+                relpath = path.relative_to(self._dir).as_posix()
+                if relpath in known or not path.is_file():
+                    continue
+                if path.suffix == ".mp4" and self._index_unknown(path, relpath):
+                    counts["indexed_files"] += 1
+                else:
+                    path.unlink(missing_ok=True)
+                    counts["removed_files"] += 1
+        if any(counts.values()):
+            self._log.info("recordings_swept", **counts)
+        return counts
+
+    def _index_unknown(self, path: Path, relpath: str) -> bool:
+        """A segment a crash left unindexed: keep it if it plays, timed by its name and length."""
+        camera, day, name = relpath.split("/")
+        try:
+            start = time.mktime(time.strptime(f"{day} {name[:8]}", "%Y-%m-%d %H-%M-%S"))
+        except ValueError:
+            return False
+        try:
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                first = last = None
+                for packet in container.demux(stream):
+                    if packet.dts is None:
+                        continue
+                    first = packet.dts if first is None else first
+                    last = packet.dts + (packet.duration or 0)
+        except (av.error.FFmpegError, IndexError, OSError):
+            return False
+        if first is None or last is None:
+            return False
+        fsync_path(path)
+        self._index.add(camera, relpath, start, start + (last - first) * float(stream.time_base), path.stat().st_size)
+        return True
+
+    # -- background thread -------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            try:
+                self.enforce()
+            except Exception:  # noqa: BLE001 - retention must outlive any one bad file
+                self._log.exception("retention_failed")
