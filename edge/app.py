@@ -125,7 +125,7 @@ class Daemon:
             await asyncio.to_thread(stream_worker.join, max(0.1, min(3.0, deadline - time.monotonic() - 4)))
         for worker in self.workers.values():
             worker.close_events("shutdown")
-        await asyncio.to_thread(self.recordings.close)
+        await asyncio.to_thread(self.recordings.finish_segments)
         await asyncio.sleep(0)  # let call_soon_threadsafe deliveries land
         self._drain_outputs()
         self._release_held(force=True)
@@ -136,6 +136,7 @@ class Daemon:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._log.info("daemon_stopped", outbox_pending=self.outbox.pending)
         self.outbox.close()
+        self.recordings.close()
 
     def _all_workers(self) -> list[StreamWorker]:
         return [*self.workers.values(), *self.record_workers.values()]
@@ -144,7 +145,10 @@ class Daemon:
     async def _consume_outputs(self) -> None:
         while True:
             item = await self._outputs.get()
-            self._handle_output(item)
+            try:
+                self._handle_output(item)
+            except Exception:  # noqa: BLE001 - one bad output must not stop the others
+                self._log.exception("output_failed", camera=item.camera)
 
     def _drain_outputs(self) -> None:
         while not self._outputs.empty():
@@ -248,8 +252,11 @@ class Daemon:
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(0.5)
-            self._release_held()
-            self.recordings.tick()
+            try:
+                self._release_held()
+                self.recordings.tick()
+            except Exception:  # noqa: BLE001 - e.g. a full disk under the index; retried next tick
+                self._log.exception("tick_failed")
 
     def _publish_health(self, request_id: str | None) -> None:
         report = self._health(request_id)

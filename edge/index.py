@@ -53,6 +53,9 @@ class RecordingIndex:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # Small, truncated WAL: it must never be what fills a small disk.
+        self._db.execute("PRAGMA wal_autocheckpoint=64")
+        self._db.execute("PRAGMA journal_size_limit=262144")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
@@ -75,8 +78,17 @@ class RecordingIndex:
             ).fetchall()
         return [r[0] for r in rows]
 
-    def link_event(self, camera: str, event_id: str, event_time: float, t0: float, t1: float) -> None:
-        """Protect the segments covering [t0, t1] as footage of `event_id`."""
+    def link_event(self, camera: str, event_id: str, event_time: float, t0: float, t1: float) -> bool:
+        """Protect the segments covering [t0, t1] as footage of `event_id`.
+
+        False if the index could not be written (disk full): callers retry later."""
+        try:
+            self._link_event(camera, event_id, event_time, t0, t1)
+        except sqlite3.Error:
+            return False
+        return True
+
+    def _link_event(self, camera: str, event_id: str, event_time: float, t0: float, t1: float) -> None:
         with self._lock, self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO segment_events (segment_id, event_id, event_time) "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import ssl
 from collections.abc import Awaitable, Callable
 
@@ -98,6 +99,12 @@ class MqttLink:
                 delay = backoff.next_delay()
                 self._log.warning("mqtt_disconnected", error=str(exc), retry_in_s=round(delay, 1))
                 await asyncio.sleep(delay)
+            except (OSError, ValueError, sqlite3.Error) as exc:  # TLS files, outbox disk: retry, never die
+                if self._stopping:
+                    break
+                delay = backoff.next_delay()
+                self._log.error("mqtt_link_error", error=str(exc), retry_in_s=round(delay, 1))
+                await asyncio.sleep(delay)
             finally:
                 self._client = None
                 self.connected.clear()
@@ -116,6 +123,8 @@ class MqttLink:
                 group.create_task(self._drain(client))
                 group.create_task(self._receive(client))
         except* aiomqtt.MqttError as errors:
+            raise errors.exceptions[0] from None
+        except* (OSError, ValueError, sqlite3.Error) as errors:
             raise errors.exceptions[0] from None
 
     async def _receive(self, client: aiomqtt.Client) -> None:

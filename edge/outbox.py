@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from edge.logs import get_logger
+
 
 class Kind(StrEnum):
     """What a message is: decides what gives way when the outbox is full."""
@@ -64,17 +66,42 @@ class Outbox:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # Small, truncated WAL: it must never be what fills a small disk.
+        self._db.execute("PRAGMA wal_autocheckpoint=64")
+        self._db.execute("PRAGMA journal_size_limit=262144")
         # FULL: an event is on disk before put() returns, so a power cut or kill -9
         # loses none. Writes are rare (events, not frames), so the SD card is spared.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._max_bytes = max_bytes
         self.dropped = 0
+        self._spill: list[tuple[str, bytes, int, bool, Kind]] = []
+        self._spill_logged = False
+        self._log = get_logger(component="outbox")
         self._bytes = int(self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)),0) FROM outbox").fetchone()[0])
 
     def put(self, topic: str, payload: bytes | str, qos: int, retain: bool, kind: Kind) -> None:
-        """Store a message durably (committed before this returns)."""
+        """Store a message durably (committed before this returns).
+
+        If the disk cannot take it (full, read-only), the message waits in memory and
+        is written, in order, by the next put or peek that succeeds."""
         data = payload.encode() if isinstance(payload, str) else payload
+        self._spill.append((topic, data, qos, retain, kind))
+        self._flush_spill()
+
+    def _flush_spill(self) -> None:
+        while self._spill:
+            try:
+                self._insert(*self._spill[0])
+            except sqlite3.Error as exc:
+                if not self._spill_logged:
+                    self._log.error("outbox_write_failed", error=str(exc), waiting_in_memory=len(self._spill))
+                    self._spill_logged = True
+                return
+            self._spill.pop(0)
+            self._spill_logged = False
+
+    def _insert(self, topic: str, data: bytes, qos: int, retain: bool, kind: Kind) -> None:
         with self._db:
             if kind is Kind.STATE:
                 removed = self._db.execute(
@@ -104,6 +131,7 @@ class Outbox:
 
     def peek(self, limit: int = 32, after: int = 0) -> list[Message]:
         """The oldest pending messages with seq > after, in order."""
+        self._flush_spill()
         rows = self._db.execute(
             "SELECT seq, topic, payload, qos, retain, kind FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, limit),
@@ -114,16 +142,20 @@ class Outbox:
         """Remove messages the broker acknowledged."""
         if not seqs:
             return
-        with self._db:
-            marks = ",".join("?" * len(seqs))
-            removed = self._db.execute(
-                f"DELETE FROM outbox WHERE seq IN ({marks}) RETURNING LENGTH(payload)", seqs
-            ).fetchall()
-            self._bytes -= sum(r[0] for r in removed)
+        marks = ",".join("?" * len(seqs))
+        try:
+            with self._db:
+                removed = self._db.execute(
+                    f"DELETE FROM outbox WHERE seq IN ({marks}) RETURNING LENGTH(payload)", seqs
+                ).fetchall()
+        except sqlite3.Error as exc:  # sent again later: delivery is at-least-once
+            self._log.warning("outbox_ack_failed", error=str(exc))
+            return
+        self._bytes -= sum(r[0] for r in removed)
 
     @property
     def pending(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]) + len(self._spill)
 
     @property
     def pending_bytes(self) -> int:

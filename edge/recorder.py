@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -102,6 +103,7 @@ class SegmentRecorder:
         self._audio: av.AudioStream | None = None
         self._open: OpenSegment | None = None
         self._next_start: float | None = None  # chained start of the next segment
+        self._unindexed: list[tuple[str, float, float, int]] = []  # finished, index write failed
         self.stats = RecorderStats()
 
     # -- stream lifecycle ----------------------------------------------------------
@@ -122,13 +124,15 @@ class SegmentRecorder:
         return self._open
 
     def open_bytes(self) -> int:
+        """Bytes on disk the index does not count yet: the open segment and unindexed ones."""
+        pending = sum(size for _, _, _, size in self._unindexed)
         seg = self._open
         if seg is None:
-            return 0
+            return pending
         try:
-            return seg.path.stat().st_size
+            return pending + seg.path.stat().st_size
         except OSError:
-            return 0
+            return pending
 
     # -- packets -------------------------------------------------------------------
     def write(self, packet: av.Packet) -> None:
@@ -156,9 +160,10 @@ class SegmentRecorder:
             seg = self._start(packet)
             if seg is None:
                 return
-        self._mux(seg, packet, seg.video_out, seg.first_dts)
-        seg.last_dts = packet.dts
-        seg.last_duration = packet.duration or seg.last_duration
+        dts, duration = packet.dts, packet.duration
+        self._mux(seg, packet, seg.video_out, seg.first_dts)  # rebases the packet in place
+        seg.last_dts = dts
+        seg.last_duration = duration or seg.last_duration
 
     def _write_audio(self, packet: av.Packet) -> None:
         seg = self._open
@@ -196,6 +201,7 @@ class SegmentRecorder:
             output.start_encoding()
         except (OSError, av.error.FFmpegError, ValueError) as exc:
             self._fail(exc)
+            path.unlink(missing_ok=True)  # a header without fragments is worth nothing
             return None
         self._open = OpenSegment(relpath, path, output, video_out, audio_out, start, packet.dts, packet.dts, 0)
         return self._open
@@ -222,11 +228,27 @@ class SegmentRecorder:
         if size == 0:
             seg.path.unlink(missing_ok=True)
             return
-        self._index.add(self.camera, seg.relpath, seg.start, end, size)
+        self._unindexed.append((seg.relpath, seg.start, end, size))
+        if not self._index_pending():
+            return
         self.stats.bytes_written += size
         self.stats.segments += 1
         self.stats.last_segment_time = time.time()
+        self._log.info("segment_closed", path=seg.relpath, start=round(seg.start, 3), end=round(end, 3), bytes=size)
         self._on_segment()
+
+    def _index_pending(self) -> bool:
+        """Index finished segments, oldest first; on a full disk they wait for the next try
+        (and count as open bytes for the budget meanwhile)."""
+        while self._unindexed:
+            relpath, start, end, size = self._unindexed[0]
+            try:
+                self._index.add(self.camera, relpath, start, end, size)
+            except sqlite3.Error as exc:
+                self._fail(OSError(errno.ENOSPC if "full" in str(exc) else errno.EIO, str(exc)), closing=True)
+                return False
+            self._unindexed.pop(0)
+        return True
 
     def _fail(self, exc: BaseException, closing: bool = False) -> None:
         """Write errors never stop the camera: free space if the disk is full, go on."""

@@ -124,8 +124,11 @@ class Recordings:
                 return f"recording cannot write: {st.last_error}"
         return None
 
-    def close(self) -> None:
+    def finish_segments(self) -> None:
+        """Close every open segment (shutdown): each is fsynced and indexed."""
         for recorder in self.recorders.values():
             recorder.close()
+
+    def close(self) -> None:
         self.retention.stop()
         self.index.close()

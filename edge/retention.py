@@ -9,6 +9,7 @@ makes files and index agree after a crash.
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ class Retention:
         self._log = get_logger(component="retention")
         self.deleted_segments = 0
         self.deleted_bytes = 0
+        self._unindexed_deletions: set[int] = set()  # unlinked, but the row could not be dropped yet
         self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
 
     # -- accounting ------------------------------------------------------------------
@@ -61,8 +63,10 @@ class Retention:
     def enforce(self) -> int:
         """Delete the first segments in deletion order until within budget and reserve."""
         deleted = 0
+        self._retry_unindexed()
         while self._over():
-            batch = self._index.deletion_order(self._protect, time.time(), limit=16)
+            batch = self._index.deletion_order(self._protect, time.time(), limit=16 + len(self._unindexed_deletions))
+            batch = [seg for seg in batch if seg.id not in self._unindexed_deletions]
             if not batch:
                 break
             for seg in batch:
@@ -74,8 +78,21 @@ class Retention:
         self.deleted_segments += deleted
         return deleted
 
+    def _retry_unindexed(self) -> None:
+        for segment_id in list(self._unindexed_deletions):
+            try:
+                self._index.remove(segment_id)
+            except sqlite3.Error:
+                return
+            self._unindexed_deletions.discard(segment_id)
+
     def _delete(self, segment_id: int, relpath: str) -> None:
-        self._index.mark_deleting(segment_id)
+        try:
+            self._index.mark_deleting(segment_id)
+        except sqlite3.Error as exc:
+            # The disk is too full even for the mark: unlink anyway, or nothing could ever
+            # be freed. The row then names a missing file until the next sweep drops it.
+            self._log.warning("deletion_unmarked", path=relpath, error=str(exc))
         path = self._dir / relpath
         path.unlink(missing_ok=True)
         try:
@@ -84,7 +101,11 @@ class Retention:
                 path.parent.rmdir()
         except OSError:
             pass
-        self._index.remove(segment_id)
+        try:
+            self._index.remove(segment_id)
+        except sqlite3.Error as exc:
+            self._log.warning("deletion_not_indexed", path=relpath, error=str(exc))
+            self._unindexed_deletions.add(segment_id)
 
     # -- start-up sweep ----------------------------------------------------------------
     def sweep(self) -> dict[str, int]:
