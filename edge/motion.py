@@ -1,10 +1,19 @@
 """Motion detection on the luma plane: frames in, a MotionResult out. Pure, no I/O.
 
-Per frame (at ~213x120): downscale, blur, remove the global gain (so exposure drift
-and lights switching are not motion), compare with a running-average background
-against a per-pixel noise estimate, despeckle, and keep only blobs of at least
-`min_area`. When most of the frame changes at once it is lighting, not an object:
-the change is suppressed and the background re-learnt quickly.
+Per analysed frame, on a ~213x120 copy:
+1. Downscale and blur; remove the global gain against the background (exposure drift,
+   auto-exposure hunting and lights switching scale the whole frame; an object does not).
+2. A pixel is *different* when it departs from a running-average background by more
+   than k times its own noise (a per-pixel running mean absolute deviation, so night
+   noise raises its own threshold), and *changing* when it also departed from the
+   previous analysed frame within the last few frames. Motion is different AND
+   changing: a parked car, a person standing still or the ghost a leaver leaves behind
+   are absorbed into the background instead of raising motion for minutes.
+3. Pixels that keep moving (foliage, a flag, a flickering sign) build up a slowly
+   decaying "busy" score and are ignored while it is high; when they calm down they
+   count again, so a tree does not mask a person forever.
+4. Despeckle, keep blobs of at least `min_area`; when most of the frame changes at
+   once it is lighting or an IR switch, not an object: suppressed and re-learnt.
 """
 
 from __future__ import annotations
@@ -18,12 +27,15 @@ import numpy as np
 from edge.config import MotionConfig
 from edge.masks import polygon_mask
 
-WARMUP_FRAMES = 5
-FAST_FRAMES = 15  # frames of fast background learning after start or a lighting change
-BG_RATE, BG_RATE_FAST, BG_RATE_FOREGROUND = 0.04, 0.3, 0.005
-NOISE_RATE = 0.03
+WARMUP_FRAMES = 1
+FAST_FRAMES = 10  # frames of fast background learning after start or a lighting change
+BG_RATE, BG_RATE_FAST, BG_RATE_STILL = 0.05, 0.35, 0.15
+NOISE_RATE = 0.05
 NOISE_INITIAL = 2.0
+RECENT_DECAY = 0.5  # "changing" remembers a change for about three analysed frames
+BUSY_RATE, BUSY_LIMIT = 0.03, 0.35  # ~7 s to learn a busy pixel, longer to forget it
 _KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+_GROW = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +50,10 @@ _NONE = MotionResult(False, 0.0, None)
 
 
 def _thresholds(sensitivity: int) -> tuple[float, float]:
-    """(k, floor): a pixel moves when |diff| > max(floor, k * its noise).
+    """(k, floor): a pixel departs when |diff| > max(floor, k * its noise).
 
-    Sensitivity 5 -> 4.0 x noise, at least 9 grey levels; 1 -> 5.6, 13.8; 10 -> 2.0, 3."""
-    k = 4.0 - 0.4 * (sensitivity - 5)
-    floor = 9.0 - 1.2 * (sensitivity - 5)
-    return k, floor
+    Sensitivity 5 -> 3.5 x noise, at least 8 grey levels; 1 -> 5.1, 12.8; 10 -> 1.5, 2."""
+    return 3.5 - 0.4 * (sensitivity - 5), 8.0 - 1.2 * (sensitivity - 5)
 
 
 class MotionDetector:
@@ -58,7 +68,6 @@ class MotionDetector:
 
     def reset(self) -> None:
         self._bg: np.ndarray | None = None
-        self._noise: np.ndarray | None = None
         self._frames = 0
         self._fast_until = WARMUP_FRAMES + FAST_FRAMES
 
@@ -67,62 +76,88 @@ class MotionDetector:
         width = max(8, round(in_w * height / in_h))
         self._size = (width, height)
         self._shape = (in_h, in_w)
-        self._valid = ~polygon_mask(self._masks, width, height)
-        self._valid_u8 = self._valid.astype(np.uint8)
-        self._valid_count = max(1, int(self._valid.sum()))
+        valid = ~polygon_mask(self._masks, width, height)
+        self._valid = valid.astype(np.uint8) * 255
+        self._valid_count = max(1, int(valid.sum()))
         self._min_pixels = max(4, int(self._cfg.min_area * width * height))
         self.reset()
+
+    def _start(self, frame: np.ndarray) -> MotionResult:
+        self._bg = frame.copy()
+        self._prev = frame.copy()
+        self._noise = np.full_like(frame, NOISE_INITIAL)
+        self._recent = np.zeros_like(frame)
+        self._busy = np.zeros_like(frame)
+        return MotionResult(False, 0.0, None, "warmup")
 
     def process(self, luma: np.ndarray, t: float) -> MotionResult:
         if self._shape != luma.shape[:2]:
             self._init(*luma.shape[:2])
         small = cv2.resize(luma, self._size, interpolation=cv2.INTER_AREA)
-        frame = cv2.GaussianBlur(small, (3, 3), 0).astype(np.float32)
+        # The median removes one-pixel structures (rain streaks, snow, sensor hot pixels).
+        frame = cv2.medianBlur(small, 3).astype(np.float32)
         self._frames += 1
-        if self._bg is None or self._noise is None:
-            self._bg = frame
-            self._noise = np.full_like(frame, NOISE_INITIAL)
-            return MotionResult(False, 0.0, None, "warmup")
+        if self._bg is None:
+            return self._start(frame)
+        bg, prev, noise = self._bg, self._prev, self._noise
 
-        bg, noise = self._bg, self._noise
-        # Remove the global gain: a camera's exposure or a light switched on scales the
-        # whole frame; an object changes only part of it.
-        gain = (float(cv2.mean(bg, self._valid_u8)[0]) + 1.0) / (float(cv2.mean(frame, self._valid_u8)[0]) + 1.0)
-        adjusted = frame * gain
-        diff = cv2.absdiff(adjusted, bg)
-        threshold = np.maximum(noise * self._k, self._floor)
-        moving = (diff > threshold) & self._valid
-
-        changed = float(np.count_nonzero(moving)) / self._valid_count
-        warm = self._frames <= WARMUP_FRAMES
-        fast = self._frames <= self._fast_until
+        # Clipped pixels (blown-out or black) carry no information and break the gain
+        # estimate after a light switches on: they are left out of both.
+        usable = cv2.bitwise_and(cv2.bitwise_and(cv2.inRange(frame, 6, 249), cv2.inRange(bg, 6, 249)), self._valid)
+        if cv2.countNonZero(usable) < self._valid_count // 4:
+            usable = self._valid
+        adjusted = frame * ((cv2.mean(bg, usable)[0] + 1.0) / (cv2.mean(frame, usable)[0] + 1.0))
+        threshold = cv2.max(noise * self._k, self._floor)
+        diff_bg = cv2.absdiff(adjusted, bg)
+        different = cv2.compare(diff_bg, threshold, cv2.CMP_GT)
+        different = cv2.bitwise_and(different, usable)
+        changed = cv2.countNonZero(different) / self._valid_count
         if changed > self._cfg.lighting_fraction:
-            # Most of the frame changed at once: lighting, IR switch, a camera bump.
+            # Most of the frame departed at once: lighting, IR switch, a camera bump.
             self._bg = adjusted
+            self._prev = adjusted
+            self._recent[:] = 0
             self._fast_until = self._frames + FAST_FRAMES
             return MotionResult(False, 0.0, None, "lighting")
 
-        # Learn: quickly after start/lighting, slowly elsewhere, very slowly under objects.
-        rate = np.where(moving, BG_RATE_FOREGROUND, BG_RATE_FAST if fast else BG_RATE).astype(np.float32)
-        cv2.accumulateProduct(adjusted - bg, rate, bg)  # bg += rate * (adjusted - bg)
-        still = ~moving
-        noise[still] += NOISE_RATE * (np.minimum(diff[still], 3 * self._floor) - noise[still])
+        prev_adjusted = prev  # already in the background's gain
+        diff_prev = cv2.absdiff(adjusted, prev_adjusted)
+        changing_now = cv2.compare(diff_prev, threshold, cv2.CMP_GT)
+        cv2.addWeighted(self._recent, RECENT_DECAY, changing_now.astype(np.float32), (1 - RECENT_DECAY) / 255.0,
+                        0, dst=self._recent)
+        changing = cv2.dilate(cv2.compare(self._recent, 0.1, cv2.CMP_GT), _GROW)
+        moving = cv2.bitwise_and(different, changing)
 
-        if warm:
+        # Learn: fast after start/lighting; still-but-different pixels (a parked car, a
+        # ghost) fast enough to be absorbed within seconds; moving pixels hardly at all.
+        fast = self._frames <= self._fast_until
+        rate = np.full(frame.shape, BG_RATE_FAST if fast else BG_RATE, np.float32)
+        rate[different > 0] = BG_RATE_STILL
+        rate[moving > 0] = 0.0 if not fast else BG_RATE
+        rate[usable == 0] = 0.0  # a clipped pixel says nothing about the scene behind it
+        cv2.accumulateProduct(adjusted - bg, rate, bg)
+        quiet = different == 0
+        cv2.accumulateWeighted(cv2.min(diff_bg, 3 * self._floor), noise, NOISE_RATE, mask=quiet.view(np.uint8))
+        self._prev = adjusted
+        cv2.accumulateWeighted(moving.astype(np.float32) / 255.0, self._busy, BUSY_RATE)
+
+        if self._frames <= WARMUP_FRAMES:
             return MotionResult(False, 0.0, None, "warmup")
-        if not moving.any():
+        moving[self._busy > BUSY_LIMIT] = 0  # always-moving pixels: foliage, flags, signs
+        if not cv2.countNonZero(moving):
             return _NONE
-        blobs = cv2.morphologyEx(moving.view(np.uint8), cv2.MORPH_OPEN, _KERNEL)
+        blobs = cv2.morphologyEx(moving, cv2.MORPH_OPEN, _KERNEL)
         blobs = cv2.dilate(blobs, _KERNEL)
         count, _labels, stats, _ = cv2.connectedComponentsWithStats(blobs, connectivity=8)
         keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= self._min_pixels]
         if not keep:
             return _NONE
-        area = int(sum(stats[i, cv2.CC_STAT_AREA] for i in keep))
-        x0 = min(stats[i, cv2.CC_STAT_LEFT] for i in keep)
-        y0 = min(stats[i, cv2.CC_STAT_TOP] for i in keep)
-        x1 = max(stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] for i in keep)
-        y1 = max(stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in keep)
+        kept = stats[keep]
+        area = int(kept[:, cv2.CC_STAT_AREA].sum())
+        x0 = int(kept[:, cv2.CC_STAT_LEFT].min())
+        y0 = int(kept[:, cv2.CC_STAT_TOP].min())
+        x1 = int((kept[:, cv2.CC_STAT_LEFT] + kept[:, cv2.CC_STAT_WIDTH]).max())
+        y1 = int((kept[:, cv2.CC_STAT_TOP] + kept[:, cv2.CC_STAT_HEIGHT]).max())
         width, height = self._size
         region = (x0 / width, y0 / height, (x1 - x0) / width, (y1 - y0) / height)
         return MotionResult(True, min(1.0, area / self._valid_count), region)

@@ -1,0 +1,78 @@
+"""Two baselines, from their published descriptions, behind the detector's interface.
+
+- FrigateStyle: Frigate's classic motion detector: Y plane scaled to 100 px high,
+  percentile contrast stretch, 3x3 blur, absdiff against a running average (alpha
+  0.01), threshold 30, one dilation, contours over 10 px, recalibration when over 80 %
+  of the frame changes.
+- FrameDifference: plain consecutive-frame differencing (threshold 25, 0.1 % of the frame).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge.motion import MotionResult
+
+_NONE = MotionResult(False, 0.0, None)
+
+
+def _region(mask: np.ndarray) -> tuple[float, float, float, float]:
+    ys, xs = np.nonzero(mask)
+    h, w = mask.shape
+    return (xs.min() / w, ys.min() / h, (xs.max() - xs.min() + 1) / w, (ys.max() - ys.min() + 1) / h)
+
+
+class FrigateStyle:
+    name = "frigate-style"
+
+    def __init__(self) -> None:
+        self._avg: np.ndarray | None = None
+
+    def process(self, luma: np.ndarray, t: float) -> MotionResult:
+        h, w = luma.shape
+        small = cv2.resize(luma, (max(1, round(w * 100 / h)), 100), interpolation=cv2.INTER_LINEAR)
+        lo, hi = np.percentile(small, (4, 96))
+        stretched = np.clip((small.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1.0)), 0, 255).astype(np.uint8)
+        blurred = cv2.GaussianBlur(stretched, (3, 3), 0)
+        if self._avg is None:
+            self._avg = blurred.astype(np.float32)
+            return _NONE
+        delta = cv2.absdiff(blurred, cv2.convertScaleAbs(self._avg))
+        cv2.accumulateWeighted(blurred, self._avg, 0.01)
+        thresh = cv2.dilate(cv2.threshold(delta, 30, 255, cv2.THRESH_BINARY)[1], None, iterations=1)
+        contours, _ = cv2.findContours(thresh, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        boxes = [cv2.boundingRect(c) for c in contours if cv2.contourArea(c) > 10]
+        if np.count_nonzero(thresh) > 0.8 * thresh.size:  # lighting: recalibrate
+            self._avg = blurred.astype(np.float32)
+            return _NONE
+        if not boxes:
+            return _NONE
+        area = sum(bw * bh for _, _, bw, bh in boxes)
+        x0 = min(b[0] for b in boxes)
+        y0 = min(b[1] for b in boxes)
+        x1 = max(b[0] + b[2] for b in boxes)
+        y1 = max(b[1] + b[3] for b in boxes)
+        sh, sw = thresh.shape
+        return MotionResult(True, min(1.0, area / thresh.size), (x0 / sw, y0 / sh, (x1 - x0) / sw, (y1 - y0) / sh))
+
+
+class FrameDifference:
+    name = "frame-diff"
+
+    def __init__(self, threshold: int = 25, min_fraction: float = 0.001) -> None:
+        self._prev: np.ndarray | None = None
+        self._threshold = threshold
+        self._min = min_fraction
+
+    def process(self, luma: np.ndarray, t: float) -> MotionResult:
+        h, w = luma.shape
+        small = cv2.resize(luma, (max(1, round(w * 120 / h)), 120), interpolation=cv2.INTER_AREA)
+        prev, self._prev = self._prev, small
+        if prev is None:
+            return _NONE
+        moving = cv2.absdiff(small, prev) > self._threshold
+        score = float(np.count_nonzero(moving)) / moving.size
+        if score < self._min:
+            return _NONE
+        return MotionResult(True, score, _region(moving))
