@@ -60,8 +60,12 @@ def _cmd_run(path: str) -> int:
     config = _load(path)
     if config is None:
         return EXIT_BAD
+    import cv2
+
     from edge.app import Daemon
     from edge.logs import configure_logging
+
+    cv2.setNumThreads(1)  # camera threads already use the cores; nested pools only add overhead
 
     configure_logging(config.log.level)
     try:

@@ -1,14 +1,23 @@
-"""Configuration models (SPEC section 2).
+"""Configuration (SPEC section 2): pydantic models, and a YAML loader that reports problems.
 
 The motion and event models below are the seam between the config loader and the
 pure detector/tracker: the detector and tracker import only these two classes.
+
+The loader's job is the installer's experience: every problem in the file comes back
+at once, one line each, as `dotted.key.path: short message (line N)`, never a
+traceback and never a camera password. Hence the YAML is composed into a node tree
+(which keeps line numbers) and turned into plain data here rather than by PyYAML's
+constructor, which would silently keep the last of two duplicate keys.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
+from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,16 +29,33 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from edge.redact import redact_url
+from edge.redact import redact_url, redact_urls
 
 
 class _Strict(BaseModel):
-    """Base for every config model: unknown keys are errors, models are immutable."""
+    """Base for every config model: unknown keys are errors, models are immutable.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    `allow_inf_nan=False`: `.inf`/`.nan` are valid YAML floats but no valid setting.
+    `hide_input_in_errors`: a ValidationError printed anywhere must not show a camera URL.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, hide_input_in_errors=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """pydantic turns `true` into 1; in a YAML file that is a mistake, not a number."""
+        if isinstance(value, bool) and info.field_name is not None:
+            field = cls.model_fields.get(info.field_name)
+            if field is not None and field.annotation in (int, float):
+                raise PydanticCustomError("bool_not_number", "must be a number, not true/false")
+        return value
 
 
 class MotionConfig(_Strict):
@@ -62,55 +88,50 @@ class EventConfig(_Strict):
 
 
 # --------------------------------------------------------------------------------------
-# The rest of the file (SPEC section 2)
+# Values: identifiers, sizes, URLs
 # --------------------------------------------------------------------------------------
 
-ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+ID_PATTERN = r"[a-z0-9][a-z0-9_-]*"
 _ID_RE = re.compile(ID_PATTERN)
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]i?b?|b)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 10**3,
-    "kb": 10**3,
-    "m": 10**6,
-    "mb": 10**6,
-    "g": 10**9,
-    "gb": 10**9,
-    "t": 10**12,
-    "tb": 10**12,
-    "p": 10**15,
-    "pb": 10**15,
-    "ki": 2**10,
-    "kib": 2**10,
-    "mi": 2**20,
-    "mib": 2**20,
-    "gi": 2**30,
-    "gib": 2**30,
-    "ti": 2**40,
-    "tib": 2**40,
-    "pi": 2**50,
-    "pib": 2**50,
-}
+RTSP_MESSAGE = "must be an rtsp:// or rtsps:// URL"
+_SIZE_MESSAGE = "must be a size like 50GB, 500MB or 1GiB"
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgtp])(i)?)?(b)?\s*", re.IGNORECASE)
+_PREFIX_POWER = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+MAX_SIZE = 2**63 - 1  # the index stores sizes in SQLite integers
 
 
 def parse_size(value: object) -> int:
-    """'50GB' (SI), '1GiB' (IEC), '2048' or 2048 -> bytes."""
+    """'50GB', '500 MB' (SI: 10^3 steps), '1GiB' (IEC: 2^10 steps), '2048' or 2048 -> bytes.
+
+    The unit is case-insensitive and the trailing B optional ('10M' = 10 MB). Decimal
+    arithmetic keeps '1.1GB' exact; anything else raises ValueError with the message
+    shown to the installer.
+    """
     if isinstance(value, bool):
-        raise ValueError("must be a size like 50GB, 500MB or 1GiB")
-    if isinstance(value, int | float):
-        return int(value)
-    if isinstance(value, str):
-        match = _SIZE_RE.match(value)
-        if match:
-            return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()])
-    raise ValueError("must be a size like 50GB, 500MB or 1GiB")
+        raise ValueError(_SIZE_MESSAGE)
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(_SIZE_MESSAGE)
+        size = int(value)
+    elif isinstance(value, str) and (match := _SIZE_RE.fullmatch(value)):
+        number, prefix, binary, _ = match.groups()
+        base = 1024 if binary else 1000
+        size = int(Decimal(number) * base ** _PREFIX_POWER[(prefix or "").lower()])
+    else:
+        raise ValueError(_SIZE_MESSAGE)
+    if size > MAX_SIZE:
+        raise ValueError("is too large")
+    return size
 
 
 def human_size(n: int) -> str:
-    for unit, size in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+    """Bytes in SI units with three significant digits: 50 GB, 1.07 GB, 512 B."""
+    for unit, size in (("PB", 10**15), ("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
         if n >= size:
-            return f"{n / size:.1f} {unit}"
+            value = n / size
+            return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
     return f"{n} B"
 
 
@@ -118,34 +139,68 @@ ByteSize = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
 
 
 def _check_id(value: str) -> str:
-    if not isinstance(value, str) or not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         raise ValueError("must match [a-z0-9][a-z0-9_-]*")
     return value
 
 
 def _check_rtsp(value: object) -> str:
+    """A camera URL; the message never quotes the value (it may hold a password)."""
     if not isinstance(value, str) or not value.lower().startswith(("rtsp://", "rtsps://")):
-        raise ValueError("must be an rtsp:// or rtsps:// URL")
+        raise ValueError(RTSP_MESSAGE)
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("must not contain spaces or control characters (write a space as %20)")
+    host = redact_url(value).split("://", 1)[1].removeprefix("***@")
+    if not re.split(r"[/?#]", host, maxsplit=1)[0]:
+        raise ValueError("has no host")
+    return value
+
+
+def _not_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
     return value
 
 
 Identifier = Annotated[str, AfterValidator(_check_id)]
 RtspUrl = Annotated[str, BeforeValidator(_check_rtsp)]
+Text = Annotated[str, AfterValidator(_not_empty)]
+
+
+# --------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------
 
 
 class BoxConfig(_Strict):
     id: Identifier
     data_dir: Path = Path("/var/lib/nvr-edge")
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
 
 class TlsConfig(_Strict):
+    """Present (even empty, or `tls: true`) means TLS; an unset ca_file means the system CAs."""
+
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
 
+    @field_validator("key_file")
+    @classmethod
+    def _key_needs_cert(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and "cert_file" in info.data and info.data["cert_file"] is None:
+            raise ValueError("needs cert_file too")
+        return value
+
 
 class MqttConfig(_Strict):
-    host: str = "127.0.0.1"
+    host: Text = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     topic_prefix: str = "nvr"
     username: str | None = None
@@ -153,20 +208,44 @@ class MqttConfig(_Strict):
     tls: TlsConfig | None = None
     stats_interval: float = Field(30.0, gt=0)
     keepalive: int = Field(30, ge=5, le=3600)
-    client_id: str | None = None
+    client_id: Text | None = None  # Config fills in nvr-edge-<box.id>
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if "://" in value or "/" in value or any(c.isspace() for c in value):
+            raise ValueError("must be a host name or address, not a URL")
+        return value
 
     @field_validator("topic_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if not value or any(c in value for c in "+#") or value.startswith("/") or value.endswith("/"):
-            raise ValueError("must be a plain topic (no +, #, or leading/trailing /)")
+        if not value or any(c in value for c in "+#\0") or value.startswith("/") or value.endswith("/"):
+            raise ValueError("must be a plain topic (not empty; no +, #, or leading/trailing /)")
         return value
 
+    @field_validator("password_file")
+    @classmethod
+    def _password_needs_user(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # MQTT sends no password without a user name: it would be silently dropped.
+        if value is not None and "username" in info.data and info.data["username"] is None:
+            raise ValueError("needs mqtt.username too")
+        return value
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_switch(cls, value: Any) -> Any:
+        return {} if value is True else None if value is False else value
+
     def read_password(self) -> str | None:
-        """The broker password from `password_file` (trailing newline stripped)."""
+        """The broker password from `password_file` (trailing newline stripped).
+
+        Read when the client is built, never stored in the config, so it cannot
+        end up in a repr or a log line.
+        """
         if self.password_file is None:
             return None
-        return self.password_file.read_text().rstrip("\r\n")
+        return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
 
 
 class RecordingConfig(_Strict):
@@ -180,15 +259,13 @@ class OutboxConfig(_Strict):
     max_bytes: ByteSize = 100 * 10**6
 
 
-Point = Annotated[tuple[float, float], AfterValidator(lambda p: _check_point(p))]
-
-
 def _check_point(point: tuple[float, float]) -> tuple[float, float]:
     if not all(0.0 <= v <= 1.0 for v in point):
         raise ValueError("coordinates must be between 0 and 1")
     return point
 
 
+Point = Annotated[tuple[float, float], AfterValidator(_check_point)]
 Polygon = Annotated[list[Point], Field(min_length=3)]
 
 
@@ -203,6 +280,7 @@ class CameraConfig(_Strict):
 
     @property
     def effective_detect_url(self) -> str:
+        """The stream motion detection decodes: the sub-stream if there is one."""
         return self.detect_url or self.url
 
 
@@ -219,13 +297,16 @@ class WebConfig(_Strict):
         if value is None:
             return value
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        if not sep or not host or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
             raise ValueError('must be "host:port", e.g. "0.0.0.0:8080"')
         return value
 
 
 class LogConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+SECTIONS = ("box", "mqtt", "recording", "cameras", "motion", "events", "outbox", "mosaic", "web", "log")
 
 
 class Config(_Strict):
@@ -240,9 +321,62 @@ class Config(_Strict):
     web: WebConfig = Field(default_factory=WebConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _prepare(cls, data: Any) -> Any:
+        """Fill in what depends on other keys, on plain data so errors keep their place.
+
+        An empty section (`mqtt:` with every key commented out) means its defaults; each
+        camera's `motion:` is the top-level `motion:` with the camera's keys on top; the
+        MQTT client id defaults to `nvr-edge-<box.id>`.
+        """
+        if not isinstance(data, dict):
+            return data
+        data = {key: ({} if key in SECTIONS and value is None else value) for key, value in data.items()}
+        base = data.get("motion", {})
+        if isinstance(data.get("cameras"), dict):
+            data["cameras"] = {cam_id: _camera_with_motion(cam, base) for cam_id, cam in data["cameras"].items()}
+        box, mqtt = data.get("box"), data.get("mqtt", {})
+        if isinstance(box, dict) and isinstance(box.get("id"), str):
+            client_id = f"nvr-edge-{box['id']}"
+            if isinstance(mqtt, dict) and mqtt.get("client_id") is None:
+                data["mqtt"] = {**mqtt, "client_id": client_id}
+            elif isinstance(mqtt, MqttConfig) and mqtt.client_id is None:
+                data["mqtt"] = mqtt.model_copy(update={"client_id": client_id})
+        return data
+
     @property
     def enabled_cameras(self) -> dict[str, CameraConfig]:
         return {cam_id: cam for cam_id, cam in self.cameras.items() if cam.enabled}
+
+
+def _camera_with_motion(cam: Any, base: Any) -> Any:
+    """One camera's raw data with its `motion:` merged over the top-level one."""
+    if cam is None:
+        return {}
+    if not isinstance(cam, dict):
+        return cam
+    own = cam.get("motion")
+    own = {} if own is None else own
+    if isinstance(own, dict) and isinstance(base, dict):
+        return {**cam, "motion": {**base, **own}}
+    return cam
+
+
+def _inherited_motion(data: dict[str, Any]) -> set[tuple[str, str, str, str]]:
+    """(cameras, cam, motion, key) of every camera motion key taken from top-level `motion:`.
+
+    A bad top-level value would otherwise be reported once per camera, at the camera.
+    """
+    base, cameras = data.get("motion"), data.get("cameras")
+    if not isinstance(base, dict) or not isinstance(cameras, dict):
+        return set()
+    found = set()
+    for cam_id, cam in cameras.items():
+        own = cam.get("motion") if isinstance(cam, dict) else None
+        if cam is None or (isinstance(cam, dict) and (own is None or isinstance(own, dict))):
+            found |= {("cameras", cam_id, "motion", key) for key in base if key not in (own or {})}
+    return found
 
 
 # --------------------------------------------------------------------------------------
@@ -251,7 +385,7 @@ class Config(_Strict):
 
 
 class ConfigError(Exception):
-    """The config is unusable; `problems` holds one human line each."""
+    """The config is unusable; `problems` holds one human line each (str() joins them)."""
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
@@ -259,43 +393,137 @@ class ConfigError(Exception):
 
 
 Loc = tuple[str | int, ...]
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_YAML_TAG = "tag:yaml.org,2002:"
+MAX_VALUES = 100_000  # aliases can make a small file expand exponentially
+MAX_DEPTH = 64
+MAX_FILE_BYTES = 10 * 2**20
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _key_text(part: str | int) -> str:
+    """A key as shown in an error: control characters escaped, long keys cut.
+
+    Keys are echoed (so the installer finds the typo) but no valid key contains `@`: a
+    key that does is most likely a pasted URL, and whatever precedes its `@` is hidden.
+    """
+    text = str(part)
+    if "@" in text:
+        text = "***@" + text.rsplit("@", 1)[1]
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
+def _dotted(loc: Loc) -> str:
+    parts = [_key_text(part) for part in loc]
+    if len(parts) > 10:
+        parts = [*parts[:4], "...", *parts[-3:]]
+    return ".".join(parts) or "<top>"
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
 
 
 class _Document:
-    """A YAML document as plain data plus the line of every key path."""
+    """Turns a composed YAML tree into plain data, noting the line of every key path.
+
+    Mapping keys are their source text (a camera called `1` or `on` stays `"1"` / `"on"`),
+    duplicates are problems (the first one is kept), merge keys (`<<: *defaults`) work
+    with explicit keys winning, and a value PyYAML cannot construct (`2024-13-45`,
+    `!!int abc`, an unknown tag) is a problem at its own line instead of an exception.
+    """
 
     def __init__(self) -> None:
         self.lines: dict[Loc, int] = {}
         self.problems: list[str] = []
+        self.bad: set[Loc] = set()  # values replaced by None: pydantic's errors there are noise
+        self._constructor = yaml.constructor.SafeConstructor()
+        self._active: set[int] = set()
+        self._count = 0
+
+    def problem(self, loc: Loc, message: str, line: int) -> None:
+        self.problems.append(f"{_dotted(loc)}: {message} (line {line})")
 
     def to_data(self, node: yaml.Node, loc: Loc) -> Any:
-        self.lines.setdefault(loc, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            out: dict[Any, Any] = {}
-            first_line: dict[Any, int] = {}
-            for key_node, value_node in node.value:
-                key = _CONSTRUCTOR.construct_object(key_node, deep=True)
-                if isinstance(key, list | dict):
-                    self.problems.append(
-                        f"{_dotted(loc) or '<top>'}: keys must be plain values (line {key_node.start_mark.line + 1})"
-                    )
-                    continue
-                key = str(key) if not isinstance(key, str) else key
-                line = key_node.start_mark.line + 1
+        self._count += 1
+        if self._count > MAX_VALUES:
+            raise _TooLarge
+        self.lines.setdefault(loc, _line(node))
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node, loc)
+        if id(node) in self._active or len(loc) > MAX_DEPTH:
+            self.bad.add(loc)
+            why = "an alias refers to itself" if id(node) in self._active else "nested too deeply"
+            self.problem(loc, why, _line(node))
+            return None
+        self._active.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, loc)
+            return [self.to_data(child, (*loc, i)) for i, child in enumerate(node.value)]
+        finally:
+            self._active.discard(id(node))
+
+    def _scalar(self, node: yaml.ScalarNode, loc: Loc) -> Any:
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except Exception:  # PyYAML raises ValueError, AttributeError, ... on odd scalars
+            self.bad.add(loc)
+            tag = node.tag.replace(_YAML_TAG, "!!")
+            if node.tag in self._constructor.yaml_constructors:
+                self.problem(loc, f"not a valid {tag} value", _line(node))
+            else:
+                self.problem(loc, f"unsupported YAML tag {tag}", _line(node))
+            return None
+
+    def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        merges = self._pairs(node, loc, out, explicit=True)
+        seen = {id(node)}
+        while merges:  # breadth-first: explicit keys, then sources in order, then theirs
+            source = merges.pop(0)
+            if id(source) in seen:
+                continue
+            seen.add(id(source))
+            merges += self._pairs(source, loc, out, explicit=False)
+        return out
+
+    def _pairs(self, node: yaml.MappingNode, loc: Loc, out: dict[str, Any], explicit: bool) -> list[yaml.Node]:
+        """Add `node`'s pairs to `out`; return the mappings named by its merge keys."""
+        first_line: dict[str, int] = {}
+        merges: list[yaml.Node] = []
+        for key_node, value_node in node.value:
+            line = _line(key_node)
+            if key_node.tag == _MERGE_TAG:
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                if all(isinstance(s, yaml.MappingNode) for s in sources):
+                    merges += sources
+                else:
+                    self.problem((*loc, "<<"), "can only merge a mapping or a list of mappings", line)
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problem(loc, "keys must be plain values", line)
+                continue
+            key = key_node.value
+            if explicit:
                 if key in first_line:
-                    self.problems.append(
-                        f"{_dotted((*loc, key))}: duplicate key (line {line}; first at line {first_line[key]})"
-                    )
+                    dotted = _dotted((*loc, key))
+                    self.problems.append(f"{dotted}: duplicate key (line {line}; first at line {first_line[key]})")
                     continue
                 first_line[key] = line
-                self.lines[(*loc, key)] = line
-                out[key] = self.to_data(value_node, (*loc, key))
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.to_data(child, (*loc, i)) for i, child in enumerate(node.value)]
-        return _CONSTRUCTOR.construct_object(node, deep=True)
+            elif key in out:
+                continue  # explicit keys and earlier merge sources win
+            self.lines[(*loc, key)] = line
+            out[key] = self.to_data(value_node, (*loc, key))
+        return merges
 
     def line_of(self, loc: Loc) -> int:
+        """The line of `loc`, or of its nearest ancestor present in the file."""
         while loc:
             if loc in self.lines:
                 return self.lines[loc]
@@ -303,41 +531,57 @@ class _Document:
         return self.lines.get((), 1)
 
 
-_CONSTRUCTOR = yaml.SafeLoader("")
+def _yaml_message(exc: yaml.YAMLError, text: str) -> str:
+    """One line for a YAML syntax error, with its line when PyYAML knows it."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        message = exc.problem or exc.context or "syntax error"
+        if message.startswith("but ") and exc.context:
+            message = f"{exc.context} {message}"
+        mark = exc.problem_mark or exc.context_mark
+        return f"invalid YAML: {message}" + (f" (line {mark.line + 1})" if mark else "")
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, max(0, exc.position)) + 1
+        char = exc.character
+        code = ord(char) if isinstance(char, str) else char
+        what = f"U+{code:04X}" if exc.encoding == "unicode" or isinstance(char, str) else f"byte 0x{code:02x}"
+        return f"invalid YAML: character {what} is not allowed (line {line})"
+    return "invalid YAML: " + (str(exc).splitlines() or ["syntax error"])[0]
 
 
-def _key_text(part: str | int) -> str:
-    """A key as shown in an error: control characters escaped, long keys cut."""
-    text = str(part)
-    if not text.isprintable():
-        text = repr(text)[1:-1]
-    return text if len(text) <= 64 else text[:61] + "..."
+_INTERNAL_LOC = re.compile(r"\[key\]|(function-(after|before|wrap|plain)|lax-or-strict|json-or-python|nullable)\[.*\]")
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "missing": "required",
+    "string_type": "must be text",
+    "string_unicode": "must be text",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "dict_type": "must be a mapping of keys",
+    "model_type": "must be a mapping of keys",
+    "model_attributes_type": "must be a mapping of keys",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "path_type": "must be a file path",
+    "string_too_short": "must not be empty",
+    "bool_not_number": "must be a number, not true/false",
+}
 
 
-def _dotted(loc: Loc) -> str:
-    return ".".join(_key_text(part) for part in loc)
-
-
-def _human(error: dict[str, Any]) -> str:
+def _human(error: Any) -> str:
+    """pydantic's error as a short message; never the input value (it may be a URL)."""
     kind, ctx = error["type"], error.get("ctx") or {}
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required"
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
     if kind == "literal_error":
-        return "must be one of: " + ctx.get("expected", "").replace("'", "").replace(" or ", ", ")
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
-    if kind in ("float_type", "float_parsing", "int_type", "int_parsing", "int_from_float"):
-        return "must be a whole number" if kind.startswith("int") else "must be a number"
-    if kind in ("bool_type", "bool_parsing"):
-        return "must be true or false"
-    if kind in ("string_type",):
-        return "must be text"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return "must be a mapping of keys"
-    if kind in ("list_type", "tuple_type"):
-        return "must be a list"
+        return "must be one of: " + str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error", "is not valid"))
     if kind == "too_short":
         return f"needs at least {ctx.get('min_length')} items"
     if kind == "too_long":
@@ -345,116 +589,184 @@ def _human(error: dict[str, Any]) -> str:
     for bound, words in (("gt", "greater than"), ("ge", "at least"), ("lt", "less than"), ("le", "at most")):
         if bound in ctx:
             return f"must be {words} {ctx[bound]}"
-    return error["msg"].split(",")[0][:120]
+    return str(error["msg"]).split(",")[0][:120]
 
 
-def _merge_camera_motion(data: dict[str, Any]) -> None:
-    """Per-camera `motion:` keys override the top-level ones (merged before validation)."""
-    base = data.get("motion")
-    cameras = data.get("cameras")
-    if not isinstance(cameras, dict):
-        return
-    for cam in cameras.values():
-        if not isinstance(cam, dict):
-            continue
-        own = cam.get("motion")
-        if own is None and isinstance(base, dict):
-            cam["motion"] = dict(base)
-        elif isinstance(own, dict) and isinstance(base, dict):
-            cam["motion"] = {**base, **own}
+def _privacy_mask_problem(loc: Loc, error: Any) -> tuple[Loc, str] | None:
+    """Shape errors of a mask say "polygon" and "point" (pydantic would say "items", "required")."""
+    if len(loc) < 4 or loc[0] != "cameras" or loc[2] != "privacy_masks":
+        return None
+    kind = error["type"]
+    if len(loc) == 4 and kind == "too_short":
+        return loc, "a polygon needs at least 3 points"
+    if len(loc) == 5 and kind in ("too_short", "too_long", "tuple_type"):
+        return loc, "a point is [x, y]"
+    if len(loc) == 6 and kind == "missing":
+        return loc[:5], "a point is [x, y]"
+    return None
 
 
-def _check_files(config: Config, doc: _Document) -> list[str]:
+def _validation_problems(exc: ValidationError, doc: _Document, inherited: set[Any]) -> list[str]:
     problems = []
-    mqtt = config.mqtt
-    files: list[tuple[Loc, Path | None]] = [(("mqtt", "password_file"), mqtt.password_file)]
-    if mqtt.tls is not None:
-        files += [(("mqtt", "tls", k), getattr(mqtt.tls, k)) for k in ("ca_file", "cert_file", "key_file")]
-    for loc, path in files:
-        if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
-            problems.append(f"{_dotted(loc)}: file not found or not readable (line {doc.line_of(loc)})")
+    for error in exc.errors(include_url=False, include_input=False):
+        loc: Loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and _INTERNAL_LOC.fullmatch(p)))
+        if any(loc[:n] in doc.bad for n in range(len(loc) + 1)):
+            continue  # already reported as a YAML value problem
+        if loc[:4] in inherited:  # a top-level motion value, copied into a camera
+            loc = ("motion", *loc[3:])
+        loc, message = _privacy_mask_problem(loc, error) or (loc, _human(error))
+        problems.append(f"{_dotted(loc)}: {message} (line {doc.line_of(loc)})")
     return problems
 
 
-def parse_config(text: str) -> Config:
-    """Validate YAML text; raise ConfigError with every problem found."""
+def _file_problems(data: dict[str, Any], doc: _Document) -> list[str]:
+    """The broker's secret and TLS files must be readable now, not at the first reconnect."""
+    mqtt = data.get("mqtt")
+    if not isinstance(mqtt, dict):
+        return []
+    locs: list[Loc] = [("mqtt", "password_file")]
+    if isinstance(mqtt.get("tls"), dict):
+        locs += [("mqtt", "tls", key) for key in ("ca_file", "cert_file", "key_file")]
+    problems = []
+    for loc in locs:
+        value: Any = data
+        for part in loc:
+            value = value.get(part) if isinstance(value, dict) else None
+        if not isinstance(value, str) or not value:
+            continue
+        message = _unreadable(Path(value))
+        if message:
+            problems.append(f"{_dotted(loc)}: {message} (line {doc.line_of(loc)})")
+    return problems
+
+
+def _unreadable(path: Path) -> str | None:
+    try:
+        if not path.exists():
+            return "no such file"
+        if not path.is_file():
+            return "is not a file"
+        if not os.access(path, os.R_OK):
+            return "cannot be read by this user"
+    except (OSError, ValueError):
+        return "is not a usable file path"
+    return None
+
+
+_LINE_RE = re.compile(r"\(line (\d+)(?:; first at line \d+)?\)$")
+
+
+def _by_line(problem: str) -> int:
+    match = _LINE_RE.search(problem)
+    return int(match.group(1)) if match else 0
+
+
+def _mask(problem: str) -> str:
+    """Last line of defence: no problem line shows what precedes an `@` (a password)."""
+    return re.sub(r"[^\s'\"(]+@", lambda m: m.group() if m.group().endswith("***@") else "***@", redact_urls(problem))
+
+
+def _compose(text: str, source: str) -> yaml.Node:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError([f"<file>: invalid YAML: {exc.problem or exc.context}{line}"]) from None
     except yaml.YAMLError as exc:
-        raise ConfigError([f"<file>: invalid YAML: {str(exc).splitlines()[0]}"]) from None
+        raise ConfigError([f"{source}: {_mask(_yaml_message(exc, text))}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{source}: nested too deeply"]) from None
     if node is None:
-        raise ConfigError(["<file>: the file is empty"])
+        raise ConfigError([f"{source}: the file is empty"])
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError([f"{source}: the top level must be a mapping of keys (line {_line(node)})"])
+    return node
+
+
+def parse_config(text: str, source: str = "<file>") -> Config:
+    """Validate YAML text; raise ConfigError with every problem found, sorted by line.
+
+    `source` names the file in whole-file problems (syntax errors, empty file).
+    """
+    node = _compose(text, source)
     doc = _Document()
     try:
         data = doc.to_data(node, ())
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"<file>: invalid YAML: {str(exc).splitlines()[0]}"]) from None
-    if not isinstance(data, dict):
-        raise ConfigError([f"<file>: the top level must be a mapping of keys (line {node.start_mark.line + 1})"])
-    _merge_camera_motion(data)
+    except _TooLarge:
+        raise ConfigError([f"{source}: more than {MAX_VALUES} values (aliases expanding?)"]) from None
+    except RecursionError:
+        raise ConfigError([f"{source}: nested too deeply"]) from None
     problems = list(doc.problems)
     config = None
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        for error in exc.errors(include_url=False, include_input=False):
-            loc = tuple(error["loc"])
-            # pydantic adds the validator's name for Annotated keys; drop non-data parts.
-            loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("[key]")))
-            if loc and loc[-1] == "[key]":
-                loc = loc[:-1]
-            problems.append(f"{_dotted(loc) or '<top>'}: {_human(error)} (line {doc.line_of(loc)})")
-    if config is not None:
-        problems += _check_files(config, doc)
+        problems += _validation_problems(exc, doc, _inherited_motion(data))
+    problems += _file_problems(data, doc)
     if problems:
-        raise ConfigError(list(dict.fromkeys(problems)))
+        unique = dict.fromkeys(_mask(p) for p in problems)
+        raise ConfigError(sorted(unique, key=_by_line))
     assert config is not None
     return config
 
 
-def load_config(path: str | Path) -> Config:
+def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate the config file; every problem becomes one ConfigError line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path}: not UTF-8 text"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
-    return parse_config(text)
-
-
-def password_file_too_open(path: Path) -> bool:
-    """True when group or others may read the password file."""
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a directory, not a file"]) from None
+    except PermissionError:
+        raise ConfigError([f"{path}: permission denied"]) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError([f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})"]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError([f"{path}: larger than {MAX_FILE_BYTES // 2**20} MiB, not a config file"])
     try:
-        return bool(path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO))
-    except OSError:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([f"{path}: not UTF-8 text (line {line})"]) from None
+    return parse_config(text, str(path))
+
+
+def password_file_too_open(path: str | os.PathLike[str]) -> bool:
+    """True when group or others may read the password file (worth a warning, not an error)."""
+    try:
+        return bool(Path(path).stat().st_mode & (stat.S_IRGRP | stat.S_IROTH))
+    except (OSError, ValueError):
         return False
 
 
-def summary(config: Config) -> str:
-    """What `nvr-edge check-config` prints: what would run, without secrets."""
-    mqtt = config.mqtt
-    lines = [
-        f"box {config.box.id}: data in {config.box.data_dir}",
-        f"broker {mqtt.host}:{mqtt.port} (TLS {'yes' if mqtt.tls else 'no'}, "
-        f"auth {'yes' if mqtt.username else 'no'}), topics under {mqtt.topic_prefix}/{config.box.id}/",
-        f"recording: budget {human_size(config.recording.max_bytes)}, "
-        f"segments of {config.recording.segment_seconds:g} s",
-        f"cameras: {len(config.enabled_cameras)} enabled of {len(config.cameras)}",
-    ]
+def _camera_lines(config: Config) -> Iterator[str]:
     for cam_id, cam in config.cameras.items():
+        label = f'{cam_id} "{cam.name}"' if cam.name else cam_id
         detect = redact_url(cam.detect_url) if cam.detect_url else "same stream"
-        lines.append(
-            f"  {cam_id}: {'enabled' if cam.enabled else 'disabled'}, share {cam.share}, "
+        yield (
+            f"  {label}: {'enabled' if cam.enabled else 'disabled'}, share {cam.share}, "
             f"url {redact_url(cam.url)}, detect {detect}, {len(cam.privacy_masks)} privacy mask(s)"
         )
+
+
+def summary(config: Config) -> str:
+    """What `nvr-edge check-config` prints: what would run, without secrets.
+
+    Shows whether a password is configured, never the password; camera URLs redacted.
+    """
+    mqtt, rec = config.mqtt, config.recording
+    lines = [
+        f"box {config.box.id}, data in {config.box.data_dir}",
+        f"broker {mqtt.host}:{mqtt.port}, TLS {'yes' if mqtt.tls else 'no'}, "
+        f"auth {'yes' if mqtt.username is not None else 'no'}"
+        f"{' (with password file)' if mqtt.password_file else ''}, client id {mqtt.client_id}",
+        f"topics under {mqtt.topic_prefix}/{config.box.id}/",
+        f"recording: budget {human_size(rec.max_bytes)}, segments of {rec.segment_seconds:g} s",
+        f"cameras: {len(config.enabled_cameras)} enabled of {len(config.cameras)}",
+        *_camera_lines(config),
+    ]
     if not config.enabled_cameras:
         lines.append("warning: no camera is enabled")
+    if mqtt.password_file and password_file_too_open(mqtt.password_file):
+        lines.append(f"warning: {mqtt.password_file} is readable by group or others (chmod 600 it)")
     return "\n".join(lines)

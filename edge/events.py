@@ -102,6 +102,10 @@ class EventTracker:
     def update(self, t: float, result: MotionResult) -> TrackerStep:
         t = max(t, self._now)
         self._now = t
+        if result.suppressed is not None and not result.motion:
+            # The detector could not tell (lighting change, warm-up): neither motion nor
+            # quiet, so a light switching on neither starts, splits nor ends an event.
+            return _EMPTY
         if self._open is None:
             return self._update_idle(t, result)
         return self._update_open(t, result)

@@ -1,4 +1,10 @@
-"""Masking of credentials in camera URLs, for logs, MQTT payloads and error messages."""
+"""Masking of credentials in camera URLs, for logs, MQTT payloads and error messages.
+
+Installers paste camera passwords into URLs as they are, unescaped: `@`, `#`, `?`, `:`
+and even `/` turn up in them. A strict URL parser would then find no credentials at
+all and leave the password in the clear, so these functions err the other way: when
+unsure, they hide too much rather than too little. Nothing here ever raises.
+"""
 
 from __future__ import annotations
 
@@ -6,53 +12,97 @@ import re
 from collections.abc import Iterable
 from urllib.parse import unquote
 
-_USERINFO = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#]*)@")
+MASK = "***"
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# What may follow the userinfo up to the path: host name, IPv4, [IPv6], port.
+_HOST = re.compile(r"[A-Za-z0-9._~%!$&'()*+,;=:\[\]-]*")
+# Credentials passed as parameters, e.g. old Dahua/XMeye `/user=admin&password=x&channel=1`.
+_PARAM = re.compile(r"(?i)(?<=[/?&;])(user|username|usr|password|passwd|pass|pwd|token|secret)=([^&;#/?\s]+)")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+_MIN_SECRET = 3  # shorter secrets are not hunted down in free text (they would mask half the text)
+
+
+def _split(url: str) -> tuple[str, str, str] | None:
+    """(`scheme://`, userinfo, `host...`) when `url` carries a userinfo part, else None.
+
+    The userinfo ends at the last `@` that is followed by something host-like. It may
+    contain `/`, `?` or `#` (an unescaped password) only when a `:` comes before them,
+    i.e. it reads as `user:pass...`; otherwise such an `@` belongs to the path.
+    """
+    match = _SCHEME.match(url)
+    if match is None:
+        return None
+    scheme, rest = match.group(), url[match.end() :]
+    at = len(rest)
+    while (at := rest.rfind("@", 0, at)) != -1:
+        host = re.split(r"[/?#]", rest[at + 1 :], maxsplit=1)[0]
+        userinfo = rest[:at]
+        cut = re.search(r"[/?#]", userinfo)
+        if _HOST.fullmatch(host) and (cut is None or ":" in userinfo[: cut.start()]):
+            return scheme, userinfo, rest[at + 1 :]
+    return None
 
 
 def redact_url(url: str) -> str:
-    """`rtsp://user:pass@host/x` -> `rtsp://***@host/x`; URLs without credentials unchanged."""
+    """`rtsp://user:pass@host/x` -> `rtsp://***@host/x`; URLs without credentials unchanged.
+
+    Credential parameters (`password=...`, `user=...`) are masked too. Anything that
+    is not a string comes back as `***`: a caller logging the result must never be
+    the one to crash.
+    """
+    if not isinstance(url, str):
+        return MASK
     try:
-        match = _USERINFO.match(url)
-    except TypeError:
-        return "***"
-    if match is None:
+        parts = _split(url)
+        if parts is not None:
+            url = f"{parts[0]}{MASK}@{parts[2]}"
+        if _SCHEME.match(url):
+            url = _PARAM.sub(lambda m: f"{m.group(1)}={MASK}", url)
         return url
-    # The host part starts after the LAST '@' before the path: passwords may contain '@'.
-    rest = url[match.end("scheme") :]
-    path_start = len(rest)
-    for sep in "/?#":
-        idx = rest.find(sep, rest.rfind("@") if "@" in rest else 0)
-        if idx != -1:
-            path_start = min(path_start, idx)
-    authority = rest[:path_start]
-    if "@" not in authority:
-        return url
-    return match.group("scheme") + "***@" + authority.rsplit("@", 1)[1] + rest[path_start:]
+    except Exception:  # pragma: no cover - defensive: regexes on str do not raise
+        return MASK
+
+
+def redact_urls(text: str) -> str:
+    """Redact every `scheme://...` URL found in free text (up to the next whitespace)."""
+    if not isinstance(text, str):
+        return MASK
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group()), text)
 
 
 def _secrets_of(url: str) -> list[str]:
-    """The credential strings hidden in `url` (raw and percent-decoded)."""
-    match = _USERINFO.match(url)
-    if match is None:
-        return []
-    rest = url[match.end("scheme") :]
-    authority = rest.split("/", 1)[0]
-    if "@" not in authority:
-        return []
-    userinfo = authority.rsplit("@", 1)[0]
-    found = {userinfo, unquote(userinfo)}
-    if ":" in userinfo:
-        password = userinfo.split(":", 1)[1]
-        found |= {password, unquote(password)}
-    return sorted((s for s in found if len(s) >= 3), key=len, reverse=True)
+    """The credential strings of `url` (raw and percent-decoded), longest first."""
+    found: set[str] = set()
+    parts = _split(url)
+    if parts is not None:
+        userinfo = parts[1]
+        found |= {userinfo, unquote(userinfo)}
+        if ":" in userinfo:
+            password = userinfo.split(":", 1)[1]
+            found |= {password, unquote(password)}
+    for match in _PARAM.finditer(url):
+        if match.group(1).lower() not in ("user", "username", "usr"):
+            found |= {match.group(2), unquote(match.group(2))}
+    return sorted((s for s in found if len(s) >= _MIN_SECRET), key=len, reverse=True)
 
 
 def redact_text(text: str, urls: Iterable[str]) -> str:
-    """Replace every full URL and every credential of `urls` found in free text."""
-    for url in urls:
-        if not url:
-            continue
+    """Hide `urls` and their credentials in free text, e.g. an FFmpeg error message.
+
+    Each full URL becomes its redacted form; each password (raw or percent-decoded, at
+    least 3 characters) becomes `***` wherever it appears on its own; finally any
+    other URL with a userinfo part is redacted too.
+    """
+    if not isinstance(text, str):
+        return MASK
+    try:
+        valid = sorted({u for u in urls if isinstance(u, str) and u}, key=len, reverse=True)
+    except TypeError:
+        valid = []
+    for url in valid:
         text = text.replace(url, redact_url(url))
+    for url in valid:
         for secret in _secrets_of(url):
-            text = text.replace(secret, "***")
-    return text
+            text = text.replace(secret, MASK)
+    return redact_urls(text)

@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import cv2
+
 from edge.config import MotionConfig
 from edge.evaluation.baselines import FrameDifference, FrigateStyle
 from edge.evaluation.clips import LabelledClip, load_clip
@@ -35,8 +37,10 @@ def gather(paths: list[Path], shared: bool, synthetic: bool) -> list[LabelledCli
 
 def row(name: str, detector: str, s: Score) -> str:
     spans = f"{s.spans_found}/{s.spans}" if s.spans else "-"
-    return (f"| {name} | {detector} | {s.precision:.3f} | {s.recall:.3f} | {s.f1:.3f} | {spans} | "
-            f"{s.false_events} | {s.false_events_per_hour:.1f} | {s.ms_per_frame:.3f} |")
+    return (
+        f"| {name} | {detector} | {s.precision:.3f} | {s.recall:.3f} | {s.f1:.3f} | {spans} | "
+        f"{s.false_events} | {s.false_events_per_hour:.1f} | {s.ms_per_frame:.3f} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic", action="store_true", help="the generated hard cases")
     parser.add_argument("--detectors", default=",".join(DETECTORS), help="comma-separated subset")
     args = parser.parse_args(argv)
+    cv2.setNumThreads(1)  # as in the daemon: one camera's work per thread, no nested pools
     clips = gather(args.clips, args.shared, args.synthetic)
     if not clips:
         parser.error("no clips: name files, or use --shared / --synthetic")

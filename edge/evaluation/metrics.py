@@ -34,8 +34,17 @@ class Score:
     missed: list[int] = field(default_factory=list)  # first frames of spans not found
 
     def add(self, other: Score) -> None:
-        for name in ("tp", "fp", "fn", "spans", "spans_found", "false_events", "negative_seconds",
-                     "detect_seconds", "detect_calls"):
+        for name in (
+            "tp",
+            "fp",
+            "fn",
+            "spans",
+            "spans_found",
+            "false_events",
+            "negative_seconds",
+            "detect_seconds",
+            "detect_calls",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     @property

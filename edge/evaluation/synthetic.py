@@ -102,8 +102,16 @@ def keyframe_pumping(rng: np.random.Generator) -> tuple[list[np.ndarray], np.nda
     return frames, np.zeros(N, np.int8)
 
 
-def _walk(rng: np.random.Generator, bg: Callable[[int], np.ndarray], size: tuple[int, int], y: int,
-          speed: float, value: float, enter: int, x0: float = -30) -> tuple[list[np.ndarray], np.ndarray]:
+def _walk(
+    rng: np.random.Generator,
+    bg: Callable[[int], np.ndarray],
+    size: tuple[int, int],
+    y: int,
+    speed: float,
+    value: float,
+    enter: int,
+    x0: float = -30,
+) -> tuple[list[np.ndarray], np.ndarray]:
     w, h = size
     frames, labels = [], np.zeros(N, np.int8)
     for i in range(N):
@@ -133,8 +141,10 @@ def walker_in_lighting_change(rng: np.random.Generator) -> tuple[list[np.ndarray
     return _walk(rng, lambda i: scene * (1.0 if i < 60 else 1.5), (24, 64), 200, 8.0, 235, 55)
 
 
-NEGATIVES = {f.__name__.replace("_", "-"): f for f in (lights, ramp, ir_switch, night_noise, rain, foliage,
-                                                       exposure_hunting, keyframe_pumping)}
+NEGATIVES = {
+    f.__name__.replace("_", "-"): f
+    for f in (lights, ramp, ir_switch, night_noise, rain, foliage, exposure_hunting, keyframe_pumping)
+}
 POSITIVES = {f.__name__.replace("_", "-"): f for f in (far_walker, fast_car, walker_in_lighting_change)}
 
 
