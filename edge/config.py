@@ -459,7 +459,7 @@ class _Document:
         if id(node) in self._active or len(loc) > MAX_DEPTH:
             self.bad.add(loc)
             why = "an alias refers to itself" if id(node) in self._active else "nested too deeply"
-            self.problem(loc, why, _line(node))
+            self.problem(loc, why, self.lines[loc])
             return None
         self._active.add(id(node))
         try:
@@ -476,9 +476,9 @@ class _Document:
             self.bad.add(loc)
             tag = node.tag.replace(_YAML_TAG, "!!")
             if node.tag in self._constructor.yaml_constructors:
-                self.problem(loc, f"not a valid {tag} value", _line(node))
+                self.problem(loc, f"not a valid {tag} value", self.lines[loc])
             else:
-                self.problem(loc, f"unsupported YAML tag {tag}", _line(node))
+                self.problem(loc, f"unsupported YAML tag {tag}", self.lines[loc])
             return None
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any]:
@@ -588,7 +588,8 @@ def _human(error: Any) -> str:
         return f"takes at most {ctx.get('max_length')} items"
     for bound, words in (("gt", "greater than"), ("ge", "at least"), ("lt", "less than"), ("le", "at most")):
         if bound in ctx:
-            return f"must be {words} {ctx[bound]}"
+            limit = ctx[bound]
+            return f"must be {words} {limit:g}" if isinstance(limit, int | float) else f"must be {words} {limit}"
     return str(error["msg"]).split(",")[0][:120]
 
 

@@ -100,9 +100,18 @@ def redact_text(text: str, urls: Iterable[str]) -> str:
         valid = sorted({u for u in urls if isinstance(u, str) and u}, key=len, reverse=True)
     except TypeError:
         valid = []
-    for url in valid:
-        text = text.replace(url, redact_url(url))
-    for url in valid:
-        for secret in _secrets_of(url):
-            text = text.replace(secret, MASK)
-    return redact_urls(text)
+    if not valid:
+        return redact_urls(text)
+    secrets = sorted({s for url in valid for s in _secrets_of(url)}, key=len, reverse=True)
+    # Whole URLs first, in one pass, so that a password that happens to look like part of
+    # a URL (`://`, `10.0`) cannot break the URL apart before it is recognised.
+    pieces = re.split("(" + "|".join(map(re.escape, valid)) + ")", text)
+    out = []
+    for i, piece in enumerate(pieces):
+        if i % 2:
+            out.append(redact_url(piece))
+            continue
+        for secret in secrets:
+            piece = piece.replace(secret, MASK)
+        out.append(redact_urls(piece))
+    return "".join(out)

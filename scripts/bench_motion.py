@@ -1,0 +1,85 @@
+"""Motion detector cost per analysed frame, as a camera worker pays it.
+
+Frames are prepared up front (a textured scene, gaussian noise, a person-sized block
+walking across, a lights-on step half-way), handed over as non-contiguous views like
+PyAV's padded luma plane, and only `MotionDetector.process` is timed. Reports wall
+time and this thread's CPU time per frame (median and 95th percentile); the budget
+is 24 cameras x 5 fps on 2 cores, i.e. well under 1 ms per frame.
+
+  .venv/bin/python scripts/bench_motion.py                 # 640x360
+  .venv/bin/python scripts/bench_motion.py --size 1920x1080 --frames 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edge.config import MotionConfig  # noqa: E402
+from edge.motion import MotionDetector  # noqa: E402
+
+
+def frames(width: int, height: int, count: int, seed: int = 0) -> list[np.ndarray]:
+    """Noisy textured scene with a walker; strided views into a padded buffer."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = 60 + 80 * (xx / width) + 40 * np.sin(yy / (height / 10))
+    block = max(4, height // 18)
+    texture = rng.integers(-25, 25, (height // block + 1, width // block + 1)).repeat(block, 0).repeat(block, 1)
+    scene = np.clip(base + texture[:height, :width], 0, 255).astype(np.float32)
+    pw, ph = max(4, width // 32), max(8, height // 7)  # ~20x50 on 640x360
+    out = []
+    for i in range(count):
+        img = scene + (60 if i >= count // 2 else 0)
+        img = img + rng.normal(0, 5, img.shape)
+        x = int((i * width / 60) % (width - pw))
+        img[height // 2 : height // 2 + ph, x : x + pw] = 230
+        padded = np.zeros((height, width + 32), np.uint8)
+        padded[:, :width] = np.clip(img, 0, 255)
+        out.append(padded[:, :width])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="640x360", help="input WIDTHxHEIGHT (default 640x360)")
+    parser.add_argument("--frames", type=int, default=2000)
+    parser.add_argument("--sensitivity", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="cv2.setNumThreads (a worker shares 2 cores)")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    cv2.setNumThreads(args.threads)
+    data = frames(width, height, args.frames)
+    det = MotionDetector(MotionConfig(sensitivity=args.sensitivity))
+    for i, f in enumerate(data[:20]):  # first-call allocations out of the figures
+        det.process(f, i / 5)
+    det.reset()
+    wall, cpu, motion = [], [], 0
+    for i, f in enumerate(data):
+        w0, c0 = time.perf_counter(), time.thread_time()
+        result = det.process(f, i / 5)
+        cpu.append(time.thread_time() - c0)
+        wall.append(time.perf_counter() - w0)
+        motion += result.motion
+
+    def ms(values: list[float], q: float) -> float:
+        return 1000 * sorted(values)[min(len(values) - 1, int(q * len(values)))]
+
+    print(
+        f"{width}x{height} -> {det._size[0]}x{det._size[1]}, {len(data)} frames, cv2 threads {args.threads}: "
+        f"wall {1000 * statistics.fmean(wall):.3f} ms/frame mean, {ms(wall, 0.5):.3f} median, "
+        f"{ms(wall, 0.95):.3f} p95; thread CPU {1000 * statistics.fmean(cpu):.3f} ms/frame mean; "
+        f"motion on {motion}/{len(data)} frames"
+    )
+
+
+if __name__ == "__main__":
+    main()
