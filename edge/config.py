@@ -337,8 +337,9 @@ class Config(_Strict):
         if isinstance(data.get("cameras"), dict):
             data["cameras"] = {cam_id: _camera_with_motion(cam, base) for cam_id, cam in data["cameras"].items()}
         box, mqtt = data.get("box"), data.get("mqtt", {})
-        if isinstance(box, dict) and isinstance(box.get("id"), str):
-            client_id = f"nvr-edge-{box['id']}"
+        box_id = box.get("id") if isinstance(box, dict) else box.id if isinstance(box, BoxConfig) else None
+        if isinstance(box_id, str):
+            client_id = f"nvr-edge-{box_id}"
             if isinstance(mqtt, dict) and mqtt.get("client_id") is None:
                 data["mqtt"] = {**mqtt, "client_id": client_id}
             elif isinstance(mqtt, MqttConfig) and mqtt.client_id is None:

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from edge.config import (
+    BoxConfig,
     CameraConfig,
     Config,
     ConfigError,
@@ -465,6 +466,7 @@ def test_models_are_frozen_and_strict() -> None:
     with pytest.raises(Exception):  # noqa: B017
         CameraConfig(url="rtsp://h/x", colour="red")  # type: ignore[call-arg]
     assert Config.model_validate({"box": {"id": "x"}}).mqtt.client_id == "nvr-edge-x"
+    assert Config(box=BoxConfig(id="y"), mqtt=MqttConfig()).mqtt.client_id == "nvr-edge-y"
 
 
 def test_read_password_and_permissions(tmp_path: Path) -> None:
@@ -712,14 +714,14 @@ yaml_scalars = st.one_of(
     st.text(max_size=12),
     st.sampled_from(["rtsp://u:p@h/x", "http://h", "50GB", "1GiB", "full", "none", "0.0.0.0:8080", "/etc/hostname"]),
 )
-yaml_values = st.recursive(
-    yaml_scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=4),
-        st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=6), st.integers()), children, max_size=4),
-    ),
-    max_leaves=16,
-)
+
+
+def _yaml_containers(children: st.SearchStrategy) -> st.SearchStrategy:
+    keys = st.one_of(st.sampled_from(KEYS), st.text(max_size=6), st.integers())
+    return st.one_of(st.lists(children, max_size=4), st.dictionaries(keys, children, max_size=4))
+
+
+yaml_values = st.recursive(yaml_scalars, _yaml_containers, max_leaves=16)
 
 
 @settings(max_examples=70, deadline=None, suppress_health_check=[HealthCheck.too_slow])
