@@ -274,13 +274,17 @@ class CameraWorker(StreamWorker):
             self._detector.reset()
 
     def _emit(self, step: TrackerStep) -> None:
+        # A max_duration split ends one event and starts the next in one step: the
+        # waiting picture belongs to the new start, not to the end.
+        picture_for = "start" if any(e.type == "start" for e in step.events) else None
         for event in step.events:
             jpeg = None
-            if self._best_unpublished and self._best_image is not None:
+            wanted = picture_for is None or event.type == picture_for
+            if wanted and self._best_unpublished and self._best_image is not None:
                 jpeg = self._thumbs.encode(self._best_image)
                 self._best_unpublished = False
             self._sink(EventOutput(self.camera_id, event, jpeg))
-            if event.type == "end":
+            if event.type == "end" and picture_for is None:
                 self._best_image = None
                 self._best_unpublished = False
         if step.motion_on is not None:

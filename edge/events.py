@@ -18,6 +18,8 @@ UPDATE_MOVE = 0.25  # ... or the region's centre moves this far (frame fractions
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """One event message. `id` is f"{camera}-{start ms}", shared by its start, updates and end."""
+
     id: str
     type: Literal["start", "update", "end"]
     box: str
@@ -51,9 +53,11 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class TrackerStep:
+    """What one frame changed: events to publish, the motion state, keep-this-frame."""
+
     events: tuple[Event, ...] = ()
-    motion_on: bool | None = None
-    new_peak: bool = False
+    motion_on: bool | None = None  # True: ON now, False: OFF now, None: unchanged
+    new_peak: bool = False  # best frame so far of the open or about-to-open event
 
 
 _EMPTY = TrackerStep()
@@ -75,6 +79,8 @@ class EventTracker:
         self._cfg = config
         self._now = float("-inf")
         self._run: list[tuple[float, MotionResult]] = []  # consecutive motion frames before a start
+        self._run_best = -1.0  # best score in the run already reported as new_peak
+        self._last_id_ms = -1
         self._open: dict[str, Any] | None = None
 
     @property
@@ -112,11 +118,12 @@ class EventTracker:
 
     def _update_idle(self, t: float, result: MotionResult) -> TrackerStep:
         if not result.motion:
-            self._run.clear()
+            self._clear_run()
             return _EMPTY
-        best = max((r.score for _, r in self._run), default=-1.0)
         self._run.append((t, result))
-        new_peak = result.score > best
+        new_peak = result.score > self._run_best
+        if new_peak:
+            self._run_best = result.score
         if len(self._run) < self._cfg.min_frames:
             return TrackerStep(new_peak=new_peak)
         return self._start(new_peak)
@@ -125,8 +132,12 @@ class EventTracker:
         start_t = self._run[0][0]
         peak_t, peak = max(self._run, key=lambda item: item[1].score)
         last_t, last = self._run[-1]
+        # Ids are unique per camera even when a clock stepping back (held at its
+        # latest value here) gives two events the same start millisecond.
+        id_ms = max(int(start_t * 1000), self._last_id_ms + 1)
+        self._last_id_ms = id_ms
         self._open = {
-            "id": f"{self._camera}-{int(start_t * 1000)}",
+            "id": f"{self._camera}-{id_ms}",
             "start": start_t,
             "score": last.score,
             "peak": peak.score,
@@ -136,7 +147,7 @@ class EventTracker:
             "published_centre": _centre(peak.region),
             "last_update": last_t,
         }
-        self._run.clear()
+        self._clear_run()
         return TrackerStep(events=(self._event("start"),), motion_on=True, new_peak=new_peak)
 
     def _update_open(self, t: float, result: MotionResult) -> TrackerStep:
@@ -145,6 +156,9 @@ class EventTracker:
         if t - o["start"] >= self._cfg.max_duration:
             ended = self._end(o["last_motion"], "max_duration")
             if result.motion:  # motion goes on: the next event starts from this frame
+                # Its peak is left unreported: this step ends the old event, and a frame
+                # kept now would become the old event's thumbnail. The next candidate
+                # frame is reported instead, so the new start still carries a picture.
                 self._run = [(t, result)]
                 if self._cfg.min_frames <= 1:
                     started = self._start(True)
@@ -174,12 +188,16 @@ class EventTracker:
     def _end(self, end_time: float, reason: str) -> TrackerStep:
         event = self._event("end", end=end_time, reason=reason)
         self._open = None
-        self._run.clear()
+        self._clear_run()
         return TrackerStep(events=(event,), motion_on=False)
+
+    def _clear_run(self) -> None:
+        self._run.clear()
+        self._run_best = -1.0
 
     def close(self, t: float, reason: str) -> TrackerStep:
         """End the open event now (camera lost, shutdown, detection off)."""
-        self._run.clear()
+        self._clear_run()
         if self._open is None:
             return _EMPTY
         return self._end(self._open["last_motion"], reason)

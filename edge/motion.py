@@ -41,10 +41,12 @@ _GROW = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 @dataclass(frozen=True, slots=True)
 class MotionResult:
-    motion: bool
-    score: float
-    region: tuple[float, float, float, float] | None
-    suppressed: str | None = None
+    """One analysed frame's verdict; the event tracker sees nothing else of the frame."""
+
+    motion: bool  # motion of interest in this frame
+    score: float  # moving area as a fraction of the unmasked frame area, 0..1
+    region: tuple[float, float, float, float] | None  # normalised x, y, w, h of the kept blobs
+    suppressed: str | None = None  # "lighting" or "warmup": the detector cannot tell this frame
 
 
 _NONE = MotionResult(False, 0.0, None)
@@ -75,7 +77,9 @@ def _downscale_plan(in_h: int, in_w: int, target: int) -> tuple[int, int, int, i
         total //= 2
         halvings += 1
     scale = total << halvings
-    return halvings, total, max(8, in_w // scale), max(8, in_h // scale)
+    if min(in_w, in_h) // scale < 8:  # a sliver of a frame: analyse it as it is
+        return 0, 1, in_w, in_h
+    return halvings, total, in_w // scale, in_h // scale
 
 
 class MotionDetector:
@@ -102,6 +106,9 @@ class MotionDetector:
         self._valid = valid.astype(np.uint8) * 255
         self._valid_count = max(1, int(valid.sum()))
         self._min_pixels = max(4, int(self._cfg.min_area * width * height))
+        # 16-bit labels halve the labelling cost; 8-connected blobs number at most one
+        # per 2x2 cell, so they fit unless frame_height is set very high.
+        self._label_type = cv2.CV_16U if ((width + 1) // 2) * ((height + 1) // 2) < 65535 else cv2.CV_32S
         self.reset()
 
     def _downscale(self, luma: np.ndarray) -> np.ndarray:
@@ -111,7 +118,7 @@ class MotionDetector:
             img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
         if self._factor > 1:
             img = cv2.resize(img, self._size, interpolation=cv2.INTER_AREA)
-        return img
+        return img if self._factor > 1 or self._halvings else np.ascontiguousarray(img)
 
     def _start(self, frame: np.ndarray) -> MotionResult:
         self._bg = frame.copy()
@@ -134,7 +141,7 @@ class MotionDetector:
     def process(self, luma: np.ndarray, t: float) -> MotionResult:
         if self._shape != luma.shape[:2]:
             self._init(*luma.shape[:2])
-        small = cv2.resize(luma[: self._crop[0], : self._crop[1]], self._size, interpolation=cv2.INTER_AREA)
+        small = self._downscale(luma)
         # The median removes one-pixel structures (rain streaks, snow, sensor hot pixels).
         frame = cv2.medianBlur(small, 3).astype(np.float32)
         self._frames += 1
@@ -196,11 +203,12 @@ class MotionDetector:
             return _NONE
         blobs = cv2.morphologyEx(moving, cv2.MORPH_OPEN, _KERNEL)
         blobs = cv2.dilate(blobs, _KERNEL)
-        count, _labels, stats, _ = cv2.connectedComponentsWithStats(blobs, connectivity=8)
-        keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= self._min_pixels]
-        if not keep:
+        if not cv2.countNonZero(blobs):
             return _NONE
-        kept = stats[keep]
+        _count, _labels, stats, _ = cv2.connectedComponentsWithStats(blobs, connectivity=8, ltype=self._label_type)
+        kept = stats[1:][stats[1:, cv2.CC_STAT_AREA] >= self._min_pixels]
+        if not len(kept):
+            return _NONE
         area = int(kept[:, cv2.CC_STAT_AREA].sum())
         x0 = int(kept[:, cv2.CC_STAT_LEFT].min())
         y0 = int(kept[:, cv2.CC_STAT_TOP].min())

@@ -108,3 +108,51 @@ def test_payload_has_exactly_the_spec_keys() -> None:
     assert payload["region"] == [0.1, 0.2, 0.1, 0.3] and payload["recordings"] == ["gate-1/a.mp4"]
     end = tracker.close(1764345605.0, "quiet").events[0].to_payload(False, [])
     assert set(end) == SPEC_KEYS | {"reason"} and end["end_time"] is not None
+
+
+def test_max_duration_split_leaves_the_thumbnail_to_the_new_event() -> None:
+    tracker = EventTracker("box", "cam", EventConfig(min_frames=2, max_duration=10.0, end_after=2.0))
+    steps = feed(tracker, [MOVING] * 60, fps=5.0)  # the split falls on t0 + 10 s, frame 50
+    split = next(i for i, s in enumerate(steps) if any(e.type == "end" for e in s.events))
+    assert steps[split].events[0].reason == "max_duration" and steps[split].motion_on is False
+    assert not steps[split].new_peak  # a picture kept now would go out with the old event's end
+    assert steps[split + 1].new_peak and steps[split + 1].events[0].type == "start"
+    assert steps[split + 1].events[0].start_time == 1000.0 + split / 5
+
+
+def test_update_when_the_region_moves_far() -> None:
+    tracker = EventTracker("box", "cam", EventConfig(min_frames=1, update_interval=1.0, end_after=60))
+    left = MotionResult(True, 0.02, (0.0, 0.4, 0.1, 0.2))
+    right = MotionResult(True, 0.02, (0.8, 0.4, 0.1, 0.2))
+    steps = feed(tracker, [left] * 10 + [right] * 10, fps=5.0)
+    updates = [e for e in events_of(steps) if e.type == "update"]
+    assert len(updates) == 1 and updates[0].peak_score == 0.02
+
+
+def test_every_start_has_exactly_one_end_whatever_the_input() -> None:
+    import random
+
+    rnd = random.Random(0)
+    tracker = EventTracker("box", "cam", EventConfig(min_frames=2, end_after=1.0, max_duration=5.0))
+    events = []
+    t = 0.0
+    for _ in range(5000):
+        t += rnd.choice([0.2, 0.2, 0.2, 1.5, -0.5])  # jitter, gaps and a clock stepping back
+        r = rnd.choice([MOVING, MOVING, STILL, MotionResult(False, 0.0, None, "lighting")])
+        events += tracker.update(t, r).events
+        if rnd.random() < 0.002:
+            events += tracker.close(t, "camera_lost").events
+    events += tracker.close(t, "shutdown").events
+    starts = [e.id for e in events if e.type == "start"]
+    ends = [e.id for e in events if e.type == "end"]
+    assert starts and sorted(starts) == sorted(ends) and len(set(starts)) == len(starts)
+    open_ids: set[str] = set()
+    for e in events:  # never two open at once, nothing about an event that is not open
+        if e.type == "start":
+            assert not open_ids
+            open_ids.add(e.id)
+        else:
+            assert e.id in open_ids
+            if e.type == "end":
+                open_ids.remove(e.id)
+                assert e.end_time is not None and e.end_time >= e.start_time

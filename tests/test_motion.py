@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from edge.config import MotionConfig
+from edge.masks import polygon_mask
 from edge.motion import MotionDetector
 
 H, W = 360, 640
@@ -129,3 +130,33 @@ def test_higher_sensitivity_sees_fainter_objects() -> None:
     low = sum(r.motion for r in run(faint, MotionDetector(MotionConfig(sensitivity=1))))
     high = sum(r.motion for r in run(faint, MotionDetector(MotionConfig(sensitivity=10))))
     assert high > low
+
+
+def test_polygon_mask_fills_inside_and_empty_means_nothing() -> None:
+    assert not polygon_mask([], 40, 30).any()
+    mask = polygon_mask([[[0.25, 0.0], [0.75, 0.0], [0.75, 1.0], [0.25, 1.0]]], 40, 30)
+    assert mask.shape == (30, 40) and mask.dtype == bool
+    assert mask[15, 20] and not mask[15, 2] and not mask[15, 37]
+    assert 0.45 <= mask.mean() <= 0.56
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [((360, 640), (120, 213)), ((1080, 1920), (135, 240)), ((576, 704), (144, 176)), ((720, 1280), (120, 213))],
+)
+def test_downscale_is_a_whole_factor_near_the_detection_height(size, expected) -> None:
+    det = MotionDetector(MotionConfig())
+    rng = np.random.default_rng(10)
+    img = rng.integers(0, 255, size, dtype=np.uint8)
+    assert det.process(img, 0.0).suppressed == "warmup"
+    assert det._size[::-1] == expected
+    assert not det.process(img, 0.2).motion
+
+
+@pytest.mark.parametrize("size", [(4, 4), (1, 300), (300, 2), (37, 53)])
+def test_tiny_or_odd_frames_do_not_crash(size) -> None:
+    det = MotionDetector(MotionConfig())
+    rng = np.random.default_rng(11)
+    for i in range(5):
+        result = det.process(rng.integers(0, 255, size, dtype=np.uint8), i)
+        assert 0.0 <= result.score <= 1.0
