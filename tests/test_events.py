@@ -5,22 +5,11 @@ from __future__ import annotations
 from edge.config import EventConfig
 from edge.events import EventTracker
 from edge.motion import MotionResult
+from tests.spec import EVENT_KEYS
 
 MOVING = MotionResult(True, 0.02, (0.1, 0.2, 0.1, 0.3))
 STILL = MotionResult(False, 0.0, None)
-SPEC_KEYS = {
-    "id",
-    "type",
-    "box",
-    "camera",
-    "start_time",
-    "end_time",
-    "score",
-    "peak_score",
-    "region",
-    "thumbnail",
-    "recordings",
-}
+SPEC_KEYS = EVENT_KEYS
 
 
 def feed(tracker: EventTracker, results, t0: float = 1000.0, fps: float = 5.0):

@@ -13,6 +13,7 @@ from harness.broker import Mosquitto, free_port
 from harness.camsim import CameraSimulator
 from harness.daemon import DaemonProcess, run_cli, write_config
 from harness.mqtt_capture import MqttCapture
+from tests.spec import EVENT_KEYS
 
 P = "nvr/box-1"
 FAST_EVENTS = {"events": {"end_after": 2.0, "update_interval": 2.0}}
@@ -64,19 +65,7 @@ def test_moving_camera_raises_events_static_camera_none(
         start = next(e for e in moving if e["type"] == "start")
         assert start["id"] == end_event["id"]
         assert end_event["end_time"] >= start["start_time"]
-        assert set(start) >= {
-            "id",
-            "type",
-            "box",
-            "camera",
-            "start_time",
-            "end_time",
-            "score",
-            "peak_score",
-            "region",
-            "thumbnail",
-            "recordings",
-        }
+        assert set(start) >= EVENT_KEYS
         assert start["box"] == "box-1" and start["end_time"] is None and 0 < start["peak_score"] <= 1
         x, y, w, h = start["region"]
         assert 0 <= x <= 1 and 0 <= y <= 1 and 0 < w <= 1 and 0 < h <= 1
