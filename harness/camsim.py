@@ -1,113 +1,201 @@
-"""Runs scripts/camsim.py (system python3 + GStreamer) as a child process."""
+"""Runs scripts/camsim.py (system python3 + GStreamer RTSP server) as a child process.
+
+The simulator needs Debian's python3-gi, which the virtualenv does not have, so it is
+a separate process; this wrapper starts it, waits for READY, knows the URLs and can
+stop, restart (same port: camera outage tests) and stall/resume single mounts.
+"""
 
 from __future__ import annotations
 
+import collections
 import os
 import queue
+import random
 import signal
+import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-
-from harness.broker import free_port
+from typing import IO
 
 REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "camsim.py"
 SYSTEM_PYTHON = os.environ.get("NVR_EDGE_SYSTEM_PYTHON", "/usr/bin/python3")
 
 
-class CameraSimulator:
-    """An RTSP server with one mount per entry of `mounts` (name -> MP4 file).
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
-    The port is chosen once and kept, so stop() then start() brings the same
-    cameras back at the same URLs (camera outage tests)."""
+
+def pick_port(host: str = "127.0.0.1") -> int:
+    """A free TCP port below the kernel's ephemeral range.
+
+    Outage tests stop the server while clients keep reconnecting; an ephemeral port
+    could meanwhile be taken as some client's source port (or a client could connect
+    to itself on it), and the restart on the same port would then fail."""
+    high = _ephemeral_low()
+    for _ in range(50):
+        port = random.randrange(20000, high) if high > 21000 else 0
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError("no free TCP port found")
+
+
+class CameraSimulator:
+    """An RTSP server with one mount per entry of `mounts` (name -> H.264 MP4 file).
+
+    The port is chosen once and kept, so stop() then start() brings the same cameras
+    back at the same URLs. Each mount loops its clip forever at its frame rate."""
 
     def __init__(
         self, mounts: dict[str, Path], port: int | None = None, host: str = "127.0.0.1", cache_dir: Path | None = None
     ) -> None:
-        self.mounts = dict(mounts)
+        if not mounts:
+            raise ValueError("CameraSimulator needs at least one mount")
+        self.mounts = {name: Path(path) for name, path in mounts.items()}
         self.host = host
-        self.port = port or free_port()
         self.cache_dir = cache_dir
-        self.urls = {name: f"rtsp://{host}:{self.port}/{name}" for name in mounts}
+        self._port_given = port is not None
+        self.port: int = port if port is not None else pick_port(host)
+        self.urls: dict[str, str] = self._urls()
         self._proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str] = queue.Queue()
-        self._stderr: list[str] = []
+        self._stderr: collections.deque[str] = collections.deque(maxlen=50)
+        self._pumps: list[threading.Thread] = []
+        self._lock = threading.Lock()  # one control command at a time
 
-    def start(self, timeout: float = 30.0) -> CameraSimulator:
-        cmd = [
-            SYSTEM_PYTHON,
-            str(REPO / "scripts" / "camsim.py"),
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-            "--control",
-            "stdin",
-        ]
+    def _urls(self) -> dict[str, str]:
+        return {name: f"rtsp://{self.host}:{self.port}/{name}" for name in self.mounts}
+
+    def _command_line(self) -> list[str]:
+        cmd = [SYSTEM_PYTHON, str(SCRIPT), "--host", self.host, "--port", str(self.port), "--control", "stdin"]
         for name, path in self.mounts.items():
             cmd += ["--mount", f"{name}={path}"]
         if self.cache_dir is not None:
             cmd += ["--cache", str(self.cache_dir)]
-        self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+        return cmd
+
+    def start(self, timeout: float = 20.0) -> CameraSimulator:
+        """Launch and wait for READY; RuntimeError (with the simulator's stderr) if it fails."""
+        if self.running:
+            return self
+        for attempt in range(3):
+            error = self._launch(timeout)
+            if error is None:
+                return self
+            # Someone took our port between choosing and binding: only a port we chose may change.
+            if "cannot listen" in error and not self._port_given and attempt < 2:
+                self.port = pick_port(self.host)
+                self.urls = self._urls()
+                continue
+            raise RuntimeError(f"camera simulator did not start: {error}")
+        raise AssertionError("unreachable")
+
+    def _launch(self, timeout: float) -> str | None:
+        """One start attempt: None when READY, else the reason."""
+        self._lines = queue.Queue()
+        self._stderr.clear()
+        proc = subprocess.Popen(
+            self._command_line(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
         )
-        threading.Thread(target=self._pump, args=(self._proc.stdout, self._lines.put), daemon=True).start()
-        threading.Thread(target=self._pump, args=(self._proc.stderr, self._stderr.append), daemon=True).start()
+        self._proc = proc
+        self._pumps = [
+            threading.Thread(target=_pump, args=(proc.stdout, self._lines.put), daemon=True),
+            threading.Thread(target=_pump, args=(proc.stderr, self._stderr.append), daemon=True),
+        ]
+        for thread in self._pumps:
+            thread.start()
+        urls: dict[str, str] = {}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                line = self._lines.get(timeout=0.2)
+                line = self._lines.get(timeout=0.1).strip()
             except queue.Empty:
-                if self._proc.poll() is not None:
+                if proc.poll() is not None and self._lines.empty():
                     break
                 continue
-            if line.strip() == "READY":
-                return self
+            if line.startswith("SERVING "):
+                _, name, url = line.split(" ", 2)
+                urls[name] = url
+            elif line == "READY":
+                self.urls = urls or self._urls()
+                return None
+        else:
+            self.stop()
+            return f"no READY within {timeout:.0f} s; stderr: {self._stderr_tail()}"
         self.stop()
-        raise RuntimeError(f"camera simulator did not start: {''.join(self._stderr)[-2000:]}")
+        return f"exit code {proc.returncode}; stderr: {self._stderr_tail()}"
 
-    @staticmethod
-    def _pump(stream, sink) -> None:  # noqa: ANN001 - a text pipe and a callable
-        for line in stream:
-            sink(line)
+    def _stderr_tail(self) -> str:
+        for thread in self._pumps[1:]:
+            thread.join(timeout=1)
+        return "".join(self._stderr).strip()[-2000:] or "(empty)"
 
     def _command(self, line: str, timeout: float = 5.0) -> None:
-        assert self._proc is not None and self._proc.stdin is not None
-        self._proc.stdin.write(line + "\n")
-        self._proc.stdin.flush()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                answer = self._lines.get(timeout=0.2).strip()
-            except queue.Empty:
-                continue
-            if answer.endswith(line):
-                if answer.startswith("OK"):
+        with self._lock:
+            proc = self._proc
+            if proc is None or proc.poll() is not None or proc.stdin is None:
+                raise RuntimeError("camera simulator is not running")
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    answer = self._lines.get(timeout=0.1).strip()
+                except queue.Empty:
+                    continue
+                if answer == f"OK {line}":
                     return
-                raise RuntimeError(f"simulator refused {line!r}")
-        raise TimeoutError(f"simulator did not answer {line!r}")
+                if answer == f"ERR {line}":
+                    raise ValueError(f"camera simulator refused {line!r}")
+            raise TimeoutError(f"camera simulator did not answer {line!r}")
 
     def stall(self, name: str) -> None:
-        """Frames stop while the RTSP session stays open."""
+        """The mount sends no more frames; its RTSP sessions stay open (a hung camera)."""
         self._command(f"stall {name}")
 
     def resume(self, name: str) -> None:
+        """Frames again, from the next key frame; timestamps show the time that passed."""
         self._command(f"resume {name}")
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout`; the port is kept for start()."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=5)
+                proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if proc.stdin:
-            proc.stdin.close()
+        for thread in self._pumps:
+            thread.join(timeout=1)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+
+    def restart(self) -> CameraSimulator:
+        self.stop()
+        return self.start()
 
     @property
     def running(self) -> bool:
@@ -118,3 +206,14 @@ class CameraSimulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _pump(stream: IO[str] | None, sink: Callable[[str], object]) -> None:
+    """Drain a child's pipe so it never blocks on a full one."""
+    if stream is None:
+        return
+    try:
+        for line in stream:
+            sink(line)
+    except (OSError, ValueError):  # closed under us by stop()
+        pass

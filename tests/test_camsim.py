@@ -1,53 +1,186 @@
-"""The camera simulator serves real, looping, live RTSP H.264 streams."""
+"""The camera simulator serves real, looping, live-paced RTSP H.264 streams that several
+clients can share, that come back after a reconnect or a restart, and that can stall."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from harness.camsim import CameraSimulator
 from harness.clips import ensure_clips
 
-OPTIONS = {"rtsp_transport": "tcp", "analyzeduration": "1000000", "probesize": "32768"}
+# The daemon's options: RTSP over TCP, start decoding at once.
+OPTIONS = {"rtsp_transport": "tcp", "analyzeduration": "1", "probesize": "32768"}
+FPS, SECONDS, WIDTH, HEIGHT = 5, 6, 640, 360
+LOOP = FPS * SECONDS  # frames per loop of the clip
+TICKS = 90000 // FPS  # RTP clock ticks per frame
+
+
+@dataclass
+class Received:
+    at: float  # time.monotonic() on arrival
+    pts: int | None
+    key: bool
+    size: tuple[int, int]
+    frame: av.VideoFrame
+
+
+def read(url: str, seconds: float) -> list[Received]:
+    """Decode for `seconds` of wall time, opened as the daemon opens a camera."""
+    got: list[Received] = []
+    deadline = time.monotonic() + seconds
+    with av.open(url, options=OPTIONS, timeout=(5, 5)) as container:
+        for frame in container.decode(video=0):
+            now = time.monotonic()
+            got.append(Received(now, frame.pts, frame.key_frame, (frame.width, frame.height), frame))
+            if now > deadline:
+                break
+    return got
+
+
+def read_in_thread(url: str, seconds: float) -> tuple[threading.Thread, list[Received]]:
+    got: list[Received] = []
+    thread = threading.Thread(target=lambda: got.extend(read(url, seconds)), daemon=True)
+    thread.start()
+    return thread, got
 
 
 @pytest.fixture(scope="module")
-def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ensure_clips(tmp_path_factory.mktemp("clips"), seconds=4)["walkers"]
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    clips = ensure_clips(
+        tmp_path_factory.mktemp("clips"), kinds=("walkers",), width=WIDTH, height=HEIGHT, fps=FPS, seconds=SECONDS
+    )
+    return clips["walkers"]
 
 
-def read_frames(url: str, seconds: float) -> list[av.VideoFrame]:
-    frames = []
-    with av.open(url, options=OPTIONS, timeout=(5, 5)) as container:
-        start = time.monotonic()
-        for frame in container.decode(video=0):
-            frames.append(frame)
-            if time.monotonic() - start > seconds:
-                break
-    return frames
+@pytest.fixture(scope="module")
+def bframes_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 s at 10 fps with B-frames, as in most real recordings (and the shared clips)."""
+    path = tmp_path_factory.mktemp("bframes") / "bframes.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.options = {"bf": "2", "g": "10", "preset": "veryfast"}
+        for n in range(30):
+            img = np.full((120, 160, 3), 90, np.uint8)
+            img[40:80, 4 * n : 4 * n + 20] = (200, 60, 60)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = n
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
 
 
-def test_stream_loops_live_with_increasing_timestamps(short_clip: Path) -> None:
-    with CameraSimulator({"cam": short_clip}) as sim:
-        frames = read_frames(sim.urls["cam"], 9.0)  # the clip is 4 s: at least two loops
-    assert all((f.width, f.height) == (640, 360) for f in frames)
-    assert 40 <= len(frames) <= 55  # 5 fps, live pace (plus the first buffered frames)
-    pts = [f.pts for f in frames if f.pts is not None]
-    assert all(b > a for a, b in zip(pts, pts[1:], strict=False))
+@pytest.fixture(scope="module")
+def sim(clip: Path, bframes_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CameraSimulator]:
+    mounts = {"loop": clip, "shared": clip, "stalling": clip, "bframes": bframes_clip}
+    with CameraSimulator(mounts, cache_dir=tmp_path_factory.mktemp("camsim")) as running:
+        yield running
 
 
-def test_two_clients_share_a_mount_and_restart_keeps_the_url(short_clip: Path) -> None:
-    with CameraSimulator({"cam": short_clip}) as sim:
-        with av.open(sim.urls["cam"], options=OPTIONS, timeout=(5, 5)) as first:
-            second = read_frames(sim.urls["cam"], 2.0)
-            one = next(first.decode(video=0))
-        assert one.width == 640 and len(second) >= 5
-        url = sim.urls["cam"]
+def test_stream_loops_live_with_monotonic_timestamps(sim: CameraSimulator) -> None:
+    start = time.monotonic()
+    got = read(sim.urls["loop"], 9.0)  # one and a half loops of the 6 s clip
+    elapsed = got[-1].at - start
+    assert {r.size for r in got} == {(WIDTH, HEIGHT)}
+    assert got[0].key
+    # Live pace: about fps x elapsed frames (FFmpeg hands a frame over when the next one
+    # arrives, and the first ~0.6 s go to stream probing), not a file read at full speed.
+    assert abs(len(got) - FPS * elapsed) <= 3, (len(got), elapsed)
+    # FFmpeg gives the session's very first frame no pts; every later one has one.
+    pts = [r.pts for r in got[1:]]
+    assert None not in pts
+    assert len(got) > LOOP + 5
+    # Strictly increasing by exactly one frame, across the loop boundary too.
+    assert all(b - a == TICKS for a, b in zip(pts, pts[1:], strict=False)), pts
+    # Frame n + LOOP is frame n again: the same H.264 bytes, looped without re-encoding.
+    for n in range(3):
+        assert np.array_equal(got[n].frame.to_ndarray(format="gray"), got[n + LOOP].frame.to_ndarray(format="gray"))
+    assert not np.array_equal(got[0].frame.to_ndarray(format="gray"), got[LOOP // 2].frame.to_ndarray(format="gray"))
+
+
+def test_clip_with_b_frames_keeps_presentation_order(sim: CameraSimulator) -> None:
+    got = read(sim.urls["bframes"], 4.0)  # crosses the 3 s loop
+    pts = [r.pts for r in got[1:]]
+    assert len(got) >= 35 and None not in pts
+    assert all(b - a == 9000 for a, b in zip(pts, pts[1:], strict=False)), pts
+
+
+def test_two_clients_at_once_and_reconnects(sim: CameraSimulator) -> None:
+    url = sim.urls["shared"]
+    thread, first = read_in_thread(url, 4.0)
+    time.sleep(0.5)
+    # Joins the running stream: its first frame is the next key frame, up to a GOP (2 s) away.
+    second = read(url, 3.0)
+    thread.join(10)
+    assert len(first) >= 15 and len(second) >= 3, (len(first), len(second))
+    assert {r.size for r in first + second} == {(WIDTH, HEIGHT)}
+    assert second[0].key
+
+    # A client that disconnects cleanly (TEARDOWN) and comes straight back gets frames.
+    for _ in range(2):
+        assert len(read(url, 1.0)) >= 3
+
+    # So does one that vanished without a TEARDOWN, while another client stays on.
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("ffmpeg not installed")
+    thread, staying = read_in_thread(url, 4.0)
+    killed = subprocess.Popen(
+        [ffmpeg, "-v", "quiet", "-rtsp_transport", "tcp", "-i", url, "-c", "copy", "-f", "null", "-"],
+        stdin=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)
+    killed.kill()
+    killed.wait()
+    again = read(url, 3.0)
+    thread.join(10)
+    assert len(again) >= 3
+    gaps = np.diff([r.at for r in staying[3:]])
+    assert len(staying) >= 15 and gaps.max() < 1.0, (len(staying), gaps.max())
+
+
+def test_stall_keeps_the_session_and_resume_restarts_at_a_key_frame(sim: CameraSimulator) -> None:
+    url = sim.urls["stalling"]
+    thread, got = read_in_thread(url, 7.0)
+    time.sleep(2.0)
+    stalled_at = time.monotonic()
+    sim.stall("stalling")
+    time.sleep(2.5)
+    resumed_at = time.monotonic()
+    sim.resume("stalling")
+    thread.join(15)
+    assert thread.is_alive() is False
+    during = [r for r in got if stalled_at + 0.5 < r.at < resumed_at]
+    assert during == [], [r.at - stalled_at for r in during]
+    # FFmpeg hands a frame over when the next one arrives, so the frame sent just before
+    # the stall comes out after the resume; the frames sent after the resume follow it.
+    last = [r.pts for r in got if r.at <= stalled_at and r.pts is not None][-1]
+    after = [r for r in got if r.at >= resumed_at and r.pts is not None and r.pts > last + TICKS]
+    assert after, "no frames after resume"
+    # Back within a GOP (2 s), at a key frame, and the pts show the time that passed.
+    assert after[0].key
+    assert after[0].at - resumed_at < 2.6
+    assert (after[0].pts - last) / 90000 > 2.0
+
+
+def test_restart_on_the_same_port(clip: Path, tmp_path: Path) -> None:
+    with CameraSimulator({"cam": clip}, cache_dir=tmp_path) as sim:
+        url, port = sim.urls["cam"], sim.port
+        assert len(read(url, 1.0)) >= 3
         sim.stop()
+        assert not sim.running
         with pytest.raises(av.error.FFmpegError):
-            read_frames(url, 1.0)
+            read(url, 1.0)
         sim.start()
-        assert len(read_frames(url, 2.0)) >= 5
+        assert sim.port == port and sim.urls["cam"] == url
+        assert len(read(url, 1.5)) >= 5
