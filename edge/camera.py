@@ -203,7 +203,7 @@ class CameraWorker(StreamWorker):
         self._sink = sink
         self._lock = threading.Lock()  # guards the tracker: shutdown may close it from outside
         self._tracker = EventTracker(box_id, camera_id, events)
-        self._detector = MotionDetector(camera.motion, camera.privacy_masks)
+        self._detector = MotionDetector(camera.motion, camera.privacy_masks, camera.zones)
         self._thumbs = ThumbnailMaker(events.thumbnail_width, events.jpeg_quality, camera.privacy_masks)
         self._want_images = camera.share == "full"
         self._best_image: np.ndarray | None = None

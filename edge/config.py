@@ -62,7 +62,7 @@ class MotionConfig(_Strict):
     """Motion detector settings; top-level `motion:` with per-camera overrides."""
 
     sensitivity: int = Field(5, ge=1, le=10, description="1 = only large, clear motion; 10 = the faintest")
-    frame_height: int = Field(120, ge=32, le=720, description="luma is downscaled to this height for detection")
+    frame_height: int = Field(100, ge=32, le=720, description="luma is downscaled to this height for detection")
     detect_fps: float = Field(5.0, gt=0, le=60, description="at most this many frames per second are analysed")
     min_area: float = Field(0.002, ge=0, le=0.5, description="smallest object, as a fraction of the frame area")
     lighting_fraction: float = Field(
@@ -275,6 +275,9 @@ class CameraConfig(_Strict):
     enabled: bool = True
     share: Literal["full", "events", "none"] = "full"
     privacy_masks: list[Polygon] = Field(default_factory=list)
+    zones: list[Polygon] = Field(
+        default_factory=list, description="where motion counts: an object must touch one; empty = everywhere"
+    )
     name: str | None = None
     motion: MotionConfig = Field(default_factory=MotionConfig)
 
@@ -594,9 +597,9 @@ def _human(error: Any) -> str:
     return str(error["msg"]).split(",")[0][:120]
 
 
-def _privacy_mask_problem(loc: Loc, error: Any) -> tuple[Loc, str] | None:
-    """Shape errors of a mask say "polygon" and "point" (pydantic would say "items", "required")."""
-    if len(loc) < 4 or loc[0] != "cameras" or loc[2] != "privacy_masks":
+def _polygon_problem(loc: Loc, error: Any) -> tuple[Loc, str] | None:
+    """Shape errors of a mask or zone say "polygon" and "point" (pydantic: "items", "required")."""
+    if len(loc) < 4 or loc[0] != "cameras" or loc[2] not in ("privacy_masks", "zones"):
         return None
     kind = error["type"]
     if len(loc) == 4 and kind == "too_short":
@@ -616,7 +619,7 @@ def _validation_problems(exc: ValidationError, doc: _Document, inherited: set[An
             continue  # already reported as a YAML value problem
         if loc[:4] in inherited:  # a top-level motion value, copied into a camera
             loc = ("motion", *loc[3:])
-        loc, message = _privacy_mask_problem(loc, error) or (loc, _human(error))
+        loc, message = _polygon_problem(loc, error) or (loc, _human(error))
         problems.append(f"{_dotted(loc)}: {message} (line {doc.line_of(loc)})")
     return problems
 
@@ -747,7 +750,8 @@ def _camera_lines(config: Config) -> Iterator[str]:
         detect = redact_url(cam.detect_url) if cam.detect_url else "same stream"
         yield (
             f"  {label}: {'enabled' if cam.enabled else 'disabled'}, share {cam.share}, "
-            f"url {redact_url(cam.url)}, detect {detect}, {len(cam.privacy_masks)} privacy mask(s)"
+            f"url {redact_url(cam.url)}, detect {detect}, {len(cam.privacy_masks)} privacy mask(s), "
+            f"{len(cam.zones) or 'no'} zone(s)"
         )
 
 

@@ -83,18 +83,46 @@ def main() -> int:
     with CameraSimulator(mounts) as sim:
         urls = list(sim.urls.values())
         ours = subprocess.Popen(
-            [sys.executable, __file__, "--seconds", str(args.seconds + args.warmup + 2), "--out", str(work / "ours"),
-             "--child", *urls],
-            stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--seconds",
+                str(args.seconds + args.warmup + 2),
+                "--out",
+                str(work / "ours"),
+                "--child",
+                *urls,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         ffmpegs = []
         for i, url in enumerate(urls):
             target = work / "ffmpeg" / f"cam{i}"
             target.mkdir(parents=True)
-            ffmpegs.append(subprocess.Popen(
-                ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url, "-c", "copy",
-                 "-f", "segment", "-segment_time", "10", "-reset_timestamps", "1", str(target / "%05d.mp4")],
-            ))
+            ffmpegs.append(
+                subprocess.Popen(
+                    [
+                        "ffmpeg",
+                        "-nostdin",
+                        "-loglevel",
+                        "error",
+                        "-rtsp_transport",
+                        "tcp",
+                        "-i",
+                        url,
+                        "-c",
+                        "copy",
+                        "-f",
+                        "segment",
+                        "-segment_time",
+                        "10",
+                        "-reset_timestamps",
+                        "1",
+                        str(target / "%05d.mp4"),
+                    ],
+                )
+            )
         time.sleep(args.warmup)
         ours_start = cpu_seconds(ours.pid)
         ffmpeg_start = sum(cpu_seconds(p.pid) for p in ffmpegs)

@@ -170,6 +170,14 @@ CAM = "cameras:\n  c1:\n    url: rtsp://h/x\n"  # lines 3-5 after minimal()
         ),
         (minimal(CAM + "    privacy_masks: 5\n"), "cameras.c1.privacy_masks: must be a list (line 6)"),
         (
+            minimal(CAM + "    zones:\n      - [[0, 0], [1, 1]]\n"),
+            "cameras.c1.zones.0: a polygon needs at least 3 points (line 7)",
+        ),
+        (
+            minimal(CAM + "    zones:\n      - [[0, 0], [1, 0], [1, -0.1]]\n"),
+            "cameras.c1.zones.0.2: coordinates must be between 0 and 1 (line 7)",
+        ),
+        (
             minimal(CAM + "    motion:\n      sensitivity: 11\n"),
             "cameras.c1.motion.sensitivity: must be at most 10 (line 7)",
         ),
@@ -437,7 +445,7 @@ def test_camera_defaults_and_conveniences() -> None:
         )
     )
     a, b = config.cameras["a"], config.cameras["b"]
-    assert (a.enabled, a.share, a.privacy_masks, a.name, a.detect_url) == (True, "full", [], None, None)
+    assert (a.enabled, a.share, a.privacy_masks, a.zones, a.name, a.detect_url) == (True, "full", [], [], None, None)
     assert a.effective_detect_url == "rtsp://h/a" and b.effective_detect_url == "rtsp://h/b2"
     assert list(config.enabled_cameras) == ["a"] and b.name == "Back gate"
 
@@ -678,7 +686,7 @@ def test_summary_with_password_and_no_enabled_camera(tmp_path: Path) -> None:
     assert "very-secret-pw" not in text and "p4ss" not in text
     assert "broker b.example:8883, TLS yes, auth yes (with password file)" in text
     assert "budget 1.07 GB, segments of 2.5 s" in text
-    assert "c: disabled, share full, url rtsp://***@h/x, detect same stream, 0 privacy mask(s)" in text
+    assert "c: disabled, share full, url rtsp://***@h/x, detect same stream, 0 privacy mask(s), no zone(s)" in text
     assert "warning: no camera is enabled" in text
     assert "is readable by group or others" in text
     assert summary(parse_config(minimal())).splitlines()[-1] == "warning: no camera is enabled"

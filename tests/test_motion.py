@@ -142,15 +142,51 @@ def test_polygon_mask_fills_inside_and_empty_means_nothing() -> None:
 
 @pytest.mark.parametrize(
     ("size", "expected"),
-    [((360, 640), (120, 213)), ((1080, 1920), (135, 240)), ((576, 704), (144, 176)), ((720, 1280), (120, 213))],
+    [((360, 640), (100, 178)), ((1080, 1920), (100, 178)), ((576, 704), (100, 122)), ((90, 160), (90, 160))],
 )
-def test_downscale_is_a_whole_factor_near_the_detection_height(size, expected) -> None:
+def test_detection_copy_is_frame_height_high_or_the_input_if_smaller(size, expected) -> None:
     det = MotionDetector(MotionConfig())
     rng = np.random.default_rng(10)
     img = rng.integers(0, 255, size, dtype=np.uint8)
     assert det.process(img, 0.0).suppressed == "warmup"
     assert det._size[::-1] == expected
     assert not det.process(img, 0.2).motion
+
+
+def walk(bg: np.ndarray, rng: np.random.Generator, y: int, xs=range(40, 600, 16), still: int = 20) -> list:
+    return [noisy(bg, rng, 3) for _ in range(still)] + [noisy(with_person(bg, x, y), rng, 3) for x in xs]
+
+
+def test_zones_count_motion_that_touches_them_and_ignore_the_rest() -> None:
+    rng = np.random.default_rng(12)
+    bg = scene()
+    top_band = [[[0.0, 0.0], [1.0, 0.0], [1.0, 0.3], [0.0, 0.3]]]  # rows 0..108
+    # A person walking along the bottom never touches the zone: no motion at all.
+    outside = run(walk(bg, rng, y=250), MotionDetector(MotionConfig(), zones=top_band))
+    assert not any(r.motion for r in outside)
+    # The same walk in the zone is motion; so is one that only overlaps its edge.
+    inside = run(walk(bg, rng, y=30), MotionDetector(MotionConfig(), zones=top_band))[20:]
+    straddling = run(walk(bg, rng, y=80), MotionDetector(MotionConfig(), zones=top_band))[20:]
+    assert sum(r.motion for r in inside) >= 0.9 * len(inside)
+    assert sum(r.motion for r in straddling) >= 0.9 * len(straddling)
+    # The whole object is reported, including the part outside the zone.
+    mid = straddling[len(straddling) // 2]
+    assert mid.region[1] + mid.region[3] > 0.35
+
+
+def test_dim_flat_night_scene_lowers_the_floor_but_not_for_a_bright_one() -> None:
+    rng = np.random.default_rng(13)
+    night = scene() * 0.18 + 12
+    figure = float(night[200:260].mean()) + 7  # barely brighter than the street
+    frames = [noisy(night, rng, 2) for _ in range(20)]
+    frames += [noisy(with_person(night, x, value=figure), rng, 2) for x in range(40, 600, 16)]
+    det = MotionDetector(MotionConfig())
+    walking = run(frames, det)[20:]
+    assert sum(r.motion for r in walking) >= 0.8 * len(walking)
+    assert det._floor_now < det._floor / 2
+    day = MotionDetector(MotionConfig())
+    run([noisy(scene(), rng, 3) for _ in range(20)], day)
+    assert day._floor_now == day._floor
 
 
 @pytest.mark.parametrize("size", [(4, 4), (1, 300), (300, 2), (37, 53)])

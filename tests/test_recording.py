@@ -23,9 +23,22 @@ GOP_S = 2.0  # the generated clips have a keyframe every 2 s
 def probe(path: Path) -> tuple[int, float]:
     """(decoded frames, duration) as ffprobe sees the file; (0, 0) if it does not play."""
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-         "stream=nb_read_frames:format=duration", "-of", "json", str(path)],
-        capture_output=True, text=True, timeout=30,
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames:format=duration",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     if out.returncode != 0:
         return 0, 0.0
@@ -54,10 +67,15 @@ def test_ring_buffer_keeps_budget_contiguity_and_event_footage(
     segment_s = 5.0
     data = tmp_path / "data"
     config = write_config(
-        tmp_path / "edge.yaml", box_id="box-1", data_dir=data, mqtt_port=broker.port,
+        tmp_path / "edge.yaml",
+        box_id="box-1",
+        data_dir=data,
+        mqtt_port=broker.port,
         cameras={"moving": {"url": cameras.urls["moving"]}, "still": {"url": cameras.urls["still"]}},
-        extra={"recording": {"segment_seconds": segment_s, "max_bytes": budget, "min_free_bytes": 0},
-               "events": {"end_after": 2.0, "pre_roll": 3.0, "post_roll": 3.0}},
+        extra={
+            "recording": {"segment_seconds": segment_s, "max_bytes": budget, "min_free_bytes": 0},
+            "events": {"end_after": 2.0, "pre_roll": 3.0, "post_roll": 3.0},
+        },
     )
     samples = []
     with MqttCapture(broker.host, broker.port, (f"{P}/#",)) as capture:
@@ -104,8 +122,9 @@ def test_ring_buffer_keeps_budget_contiguity_and_event_footage(
 
     # Event footage outlives plain footage of the same age.
     with sqlite3.connect(data / "index.sqlite") as db:
-        linked = {r[0] for r in db.execute(
-            "SELECT s.path FROM segments s JOIN segment_events e ON e.segment_id = s.id")}
+        linked = {
+            r[0] for r in db.execute("SELECT s.path FROM segments s JOIN segment_events e ON e.segment_id = s.id")
+        }
     kept = {r[0]: r[1] for r in rows}
     plain_starts = [start for path, start in kept.items() if path not in linked]
     event_starts = [start for path, start in kept.items() if path in linked]
@@ -117,7 +136,10 @@ def test_kill_9_keeps_every_segment_playable_and_restart_reconciles(
 ) -> None:
     data = tmp_path / "data"
     config = write_config(
-        tmp_path / "edge.yaml", box_id="box-1", data_dir=data, mqtt_port=broker.port,
+        tmp_path / "edge.yaml",
+        box_id="box-1",
+        data_dir=data,
+        mqtt_port=broker.port,
         cameras={"moving": {"url": cameras.urls["moving"]}},
         extra={"recording": {"segment_seconds": 6.0}},
     )
@@ -162,7 +184,10 @@ def test_full_disk_frees_oldest_footage_and_keeps_recording(
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(data)], check=True)
     try:
         config = write_config(
-            tmp_path / "edge.yaml", box_id="box-1", data_dir=data, mqtt_port=broker.port,
+            tmp_path / "edge.yaml",
+            box_id="box-1",
+            data_dir=data,
+            mqtt_port=broker.port,
             cameras={"moving": {"url": cameras.urls["moving"]}},
             extra={"recording": {"segment_seconds": 3.0, "max_bytes": "1GB", "min_free_bytes": "1MB"}},
         )

@@ -3,7 +3,8 @@
 Negatives (nothing of interest moves; every frame label 0): lights on/off, slow
 brightness ramp, IR day/night switch, night sensor noise, rain, swaying foliage,
 auto-exposure hunting, keyframe "pumping". Positives: a small far-away walker, a fast
-car, a person walking in while the lights change.
+car, a person barely brighter than a dim night street, a person walking in while the
+lights change.
 """
 
 from __future__ import annotations
@@ -136,6 +137,13 @@ def fast_car(rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
     return _walk(rng, lambda i: scene, (90, 40), 260, 60.0, 30, 40)
 
 
+def night_walker(rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
+    """A dim, flat night scene (contrast a sixth of day) and a person barely brighter
+    than the street: the case contrast normalisation exists for."""
+    scene = _scene(rng) * 0.18 + 12
+    return _walk(rng, lambda i: scene, (24, 64), 200, 6.0, float(scene[200:264].mean()) + 7, 40)
+
+
 def walker_in_lighting_change(rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
     scene = _scene(rng)
     return _walk(rng, lambda i: scene * (1.0 if i < 60 else 1.5), (24, 64), 200, 8.0, 235, 55)
@@ -145,7 +153,7 @@ NEGATIVES = {
     f.__name__.replace("_", "-"): f
     for f in (lights, ramp, ir_switch, night_noise, rain, foliage, exposure_hunting, keyframe_pumping)
 }
-POSITIVES = {f.__name__.replace("_", "-"): f for f in (far_walker, fast_car, walker_in_lighting_change)}
+POSITIVES = {f.__name__.replace("_", "-"): f for f in (far_walker, fast_car, night_walker, walker_in_lighting_change)}
 
 
 def synthetic_clips(seed: int = 0) -> list[LabelledClip]:
