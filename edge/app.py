@@ -33,6 +33,7 @@ from edge.topics import Topics
 
 SHUTDOWN_BUDGET_S = 8.0  # SPEC: exit within 10 s of SIGTERM
 HEALTH_POLL_S = 1.0
+MAX_REQUEST_ID_CHARS = 200
 
 
 def _json(data: dict[str, Any]) -> bytes:
@@ -220,7 +221,10 @@ class Daemon:
 
     # -- commands ----------------------------------------------------------------
     async def _on_command(self, topic: str, payload: bytes) -> None:
-        """Act on the documented command topics only; anything malformed is one log line."""
+        """Act on the documented command topics only; anything malformed is one log line.
+
+        Whatever a client publishes, this never raises: an exception here would take the
+        MQTT link down with it (the payload itself is never logged)."""
         try:
             if len(payload) > MAX_COMMAND_BYTES:
                 raise ValueError(f"payload of {len(payload)} bytes is too large")
@@ -233,13 +237,15 @@ class Daemon:
                 return
             raise ValueError("not a command topic")
         except ValueError as exc:
-            self._log.warning("command_ignored", topic=topic[:200], error=str(exc))
+            self._log.warning("command_ignored", topic=topic[:200], bytes=len(payload), error=str(exc))
+        except Exception:  # noqa: BLE001 - a bug in a command must not stop the daemon serving
+            self._log.exception("command_failed", topic=topic[:200], bytes=len(payload))
 
     def _set_detect(self, camera: str, payload: bytes) -> None:
         worker = self.workers.get(camera)
         if worker is None:
             raise ValueError(f"no enabled camera {camera[:64]!r}")
-        text = payload.decode("utf-8").strip().upper()
+        text = payload.decode("utf-8", errors="replace").strip().upper()
         if text not in ("ON", "OFF"):
             raise ValueError("payload must be ON or OFF")
         worker.set_detect(text == "ON")
@@ -290,16 +296,20 @@ class Daemon:
 
 
 def _parse_health_request(payload: bytes) -> str | None:
-    """`{"id": "..."}` or empty -> the id to echo; anything else raises ValueError."""
+    """`{"id": "<string>"}` or empty -> the id to echo (SPEC 3); anything else raises ValueError.
+
+    The id is echoed exactly or not at all: a cut or converted id would match no request."""
     if not payload.strip():
         return None
     try:
         data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
         raise ValueError("health request is not JSON") from exc
     if not isinstance(data, dict):
         raise ValueError("health request must be a JSON object")
     request_id = data.get("id")
-    if request_id is not None and not isinstance(request_id, str | int | float):
-        raise ValueError("health request id must be a string")
-    return None if request_id is None else str(request_id)[:200]
+    if not isinstance(request_id, str):
+        raise ValueError("health request needs an id that is a string")
+    if len(request_id) > MAX_REQUEST_ID_CHARS:
+        raise ValueError(f"health request id is longer than {MAX_REQUEST_ID_CHARS} characters")
+    return request_id
