@@ -296,7 +296,7 @@ class Daemon:
 
 
 def _parse_health_request(payload: bytes) -> str | None:
-    """`{"id": "<string>"}` or empty -> the id to echo (SPEC 3); anything else raises ValueError.
+    """`{"id": "<string>"}`, `{}` or empty -> the id to echo (SPEC 3); anything else raises ValueError.
 
     The id is echoed exactly or not at all: a cut or converted id would match no request."""
     if not payload.strip():
@@ -305,11 +305,13 @@ def _parse_health_request(payload: bytes) -> str | None:
         data = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
         raise ValueError("health request is not JSON") from exc
-    if not isinstance(data, dict):
-        raise ValueError("health request must be a JSON object")
+    if not isinstance(data, dict) or not set(data) <= {"id"}:
+        raise ValueError('health request must be {"id": "<string>"}')
     request_id = data.get("id")
+    if request_id is None:
+        return None
     if not isinstance(request_id, str):
-        raise ValueError("health request needs an id that is a string")
+        raise ValueError("health request id must be a string")
     if len(request_id) > MAX_REQUEST_ID_CHARS:
         raise ValueError(f"health request id is longer than {MAX_REQUEST_ID_CHARS} characters")
     return request_id

@@ -47,13 +47,16 @@ def test_health_status_rules() -> None:
 
 @pytest.mark.parametrize(
     ("payload", "expected"),
-    [(b"", None), (b"  ", None), (b'{"id": "abc"}', "abc"), (b"{}", None), (b'{"id": 7}', "7")],
+    [(b"", None), (b"  ", None), (b'{"id": "abc"}', "abc"), (b"{}", None), (b'{"id": null}', None)],
 )
 def test_health_request_accepted(payload: bytes, expected: str | None) -> None:
     assert _parse_health_request(payload) == expected
 
 
-@pytest.mark.parametrize("payload", [b"\xff\xfe", b"[1,2]", b'{"id": [1]}', b"not json", b'"id"'])
+@pytest.mark.parametrize(
+    "payload",
+    [b"\xff\xfe", b"[1,2]", b'{"id": [1]}', b"not json", b'"id"', b'{"id": 7}', b'{"a": {"id": "x"}}', b"[" * 3000],
+)
 def test_health_request_rejected(payload: bytes) -> None:
     with pytest.raises(ValueError):
         _parse_health_request(payload)
