@@ -1,19 +1,24 @@
 """Motion detection on the luma plane: frames in, a MotionResult out. Pure, no I/O.
 
-Per analysed frame, on a ~213x120 copy:
-1. Downscale and blur; remove the global gain against the background (exposure drift,
-   auto-exposure hunting and lights switching scale the whole frame; an object does not).
+Per analysed frame, on a `frame_height` (100) px high copy:
+1. Downscale and median; remove the global gain against the background (exposure
+   drift, auto-exposure hunting and lights switching scale the whole frame; an object
+   does not).
 2. A pixel is *different* when it departs from a running-average background by more
    than k times its own noise (a per-pixel running mean absolute deviation, so night
-   noise raises its own threshold), and *changing* when it also departed from the
-   previous analysed frame within the last few frames. Motion is different AND
+   noise raises its own threshold) and by more than a floor that scales down in dim,
+   flat night scenes (contrast normalisation); *changing* when it also departed from
+   the previous analysed frame within the last few frames. Motion is different AND
    changing: a parked car, a person standing still or the ghost a leaver leaves behind
    are absorbed into the background instead of raising motion for minutes.
 3. Pixels that keep moving (foliage, a flag, a flickering sign) build up a slowly
-   decaying "busy" score and are ignored while it is high; when they calm down they
+   decaying "busy" score and are ignored while they stay high; when they calm down they
    count again, so a tree does not mask a person forever.
-4. Despeckle, keep blobs of at least `min_area`; when most of the frame changes at
-   once it is lighting or an IR switch, not an object: suppressed and re-learnt.
+4. Despeckle, keep blobs of at least `min_area` that touch a zone (if any); when most
+   of the frame changes at once it is lighting or an IR switch, not an object:
+   suppressed and re-learnt. Smaller lighting changes are told apart blob by blob: a
+   lamp switching on changes once and then holds (no fresh change inside), and light
+   sweeping over a surface keeps its texture (a smooth log-ratio to the background).
 """
 
 from __future__ import annotations
@@ -33,8 +38,14 @@ BG_RATE, BG_RATE_FAST, BG_RATE_STILL = 0.05, 0.35, 0.15
 NOISE_RATE = 0.05
 NOISE_INITIAL = 2.0
 RECENT_DECAY = 0.5  # "changing" remembers a change for about three analysed frames
+FRESH_CHANGE = 0.2  # ... and "fresh" for two
 BUSY_RATE, BUSY_LIMIT = 0.03, 0.35  # ~7 s to learn a busy pixel, longer to forget it
 MIN_SHAKE_RESPONSE, MAX_SHAKE_PX = 0.1, 10.0
+STEP_MIN_CHANGING = 0.02  # an object changed in this share of its pixels in the last two frames
+# Moving light: a changed region over textured background (RMS LoG at least 2 grey
+# levels) whose log-ratio to the background is smooth (edge energy at most a quarter
+# of the background's own, in the log domain) is light, not an object.
+RELIT_SMOOTHNESS, RELIT_MIN_TEXTURE = 0.6, 1.5
 # Night contrast normalisation: in a scene both dim and flat (below a typical day
 # scene's mean and standard deviation) the grey-level floor of the threshold scales down.
 BRIGHTNESS_DAY, CONTRAST_DAY, CONTRAST_MIN_SCALE, CONTRAST_EVERY = 80.0, 24.0, 0.25, 8
@@ -235,9 +246,10 @@ class MotionDetector:
         blobs = cv2.dilate(blobs, _KERNEL)
         if not cv2.countNonZero(blobs):
             return _NONE
-        kept = self._objects(blobs)
+        fresh = cv2.compare(self._recent, FRESH_CHANGE * 255, cv2.CMP_GT)
+        kept, stepped = self._objects(blobs, fresh, adjusted, bg, usable)
         if not kept:
-            return _NONE
+            return MotionResult(False, 0.0, None, "lighting") if stepped else _NONE
         area = sum(k[4] for k in kept)
         x0, y0 = min(k[0] for k in kept), min(k[1] for k in kept)
         x1, y1 = max(k[0] + k[2] for k in kept), max(k[1] + k[3] for k in kept)
@@ -245,14 +257,21 @@ class MotionDetector:
         region = (x0 / width, y0 / height, (x1 - x0) / width, (y1 - y0) / height)
         return MotionResult(True, min(1.0, area / self._valid_count), region)
 
-    def _objects(self, blobs: np.ndarray) -> list[tuple[int, int, int, int, float]]:
-        """(x, y, w, h, pixels) of each blob of at least `min_area` that touches a zone.
+    def _objects(
+        self, blobs: np.ndarray, fresh: np.ndarray, frame: np.ndarray, bg: np.ndarray, usable: np.ndarray
+    ) -> tuple[list[tuple[int, int, int, int, float]], bool]:
+        """(x, y, w, h, pixels) of each moving object, and whether a blob was dropped as
+        light (a lamp switched on in part of the view, headlights sweeping a wall).
 
+        An object is a blob of at least `min_area` that touches a zone (if any), changed
+        within the last two frames somewhere inside (a walker changes at its edges every
+        frame; a porch light changes once and then holds, its blob kept alive only by the
+        short memory of `changing`), and is not the background relit (`_relit`).
         Outer contours are 5-10x cheaper than labelling every pixel; a blob's pixel
         count is its contour polygon's area plus half its perimeter plus one (exact for
         rectangles, close for any blob; holes count as filled, which suits a person).
         """
-        kept = []
+        candidates, stepped = [], False
         for contour in cv2.findContours(blobs, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]:
             x, y, w, h = cv2.boundingRect(contour)
             if w * h < self._min_pixels:
@@ -260,9 +279,54 @@ class MotionDetector:
             pixels = cv2.contourArea(contour) + cv2.arcLength(contour, True) / 2 + 1
             if pixels < self._min_pixels:
                 continue
-            if self._zone is not None and not cv2.countNonZero(
-                cv2.bitwise_and(self._zone[y : y + h, x : x + w], blobs[y : y + h, x : x + w])
-            ):
+            box = (slice(y, y + h), slice(x, x + w))
+            if self._zone is not None and not cv2.countNonZero(cv2.bitwise_and(self._zone[box], blobs[box])):
                 continue
-            kept.append((x, y, w, h, pixels))
-        return kept
+            if cv2.countNonZero(cv2.bitwise_and(fresh[box], blobs[box])) < STEP_MIN_CHANGING * pixels:
+                stepped = True
+                continue
+            candidates.append((x, y, w, h, pixels))
+        if not candidates:
+            return [], stepped
+        relit = _relit(candidates, cv2.bitwise_and(blobs, usable), frame, bg)
+        kept = [c for c, lit in zip(candidates, relit, strict=True) if not lit]
+        return kept, stepped or len(kept) < len(candidates)
+
+
+def _relit(
+    boxes: list[tuple[int, int, int, int, float]], blobs: np.ndarray, frame: np.ndarray, bg: np.ndarray
+) -> list[bool]:
+    # `blobs` here leaves out clipped pixels: a blown-out patch has lost its texture.
+    """Per blob: is it the background's own texture, brighter or darker (headlights
+    sweeping a wall, a torch beam, a cloud's or a bus's shadow) rather than an object?
+
+    Light multiplies what is there by a gain that varies smoothly, so the log-ratio
+    log(frame) - log(background) is smooth over the region; an object replaces the
+    texture, and the log-ratio then carries the edges of both. The test compares the
+    log-ratio's edge energy (squared Laplacian of Gaussian) with the background's own,
+    in the log domain too. A region without texture cannot be told from a plain object
+    and is kept as motion: a missed person costs more than a false alarm. The maps
+    cover only the blobs' union box (plus the filters' reach): usually a small part.
+    """
+    height, width = blobs.shape
+    x0, y0 = max(0, min(b[0] for b in boxes) - 2), max(0, min(b[1] for b in boxes) - 2)
+    x1 = min(width, max(b[0] + b[2] for b in boxes) + 2)
+    y1 = min(height, max(b[1] + b[3] for b in boxes) + 2)
+    roi = (slice(y0, y1), slice(x0, x1))
+    log_bg = cv2.log(bg[roi] + 1.0)
+    ratio = cv2.subtract(cv2.log(frame[roi] + 1.0), log_bg)
+    maps = (_edge_energy(bg[roi]), _edge_energy(log_bg), _edge_energy(ratio))
+    verdicts = []
+    for x, y, w, h, _pixels in boxes:
+        box = (slice(y - y0, y - y0 + h), slice(x - x0, x - x0 + w))
+        mask = blobs[y : y + h, x : x + w]
+        texture, log_texture, ratio_energy = (cv2.mean(m[box], mask=mask)[0] for m in maps)
+        verdicts.append(texture >= RELIT_MIN_TEXTURE**2 and ratio_energy <= RELIT_SMOOTHNESS**2 * log_texture)
+    return verdicts
+
+
+def _edge_energy(img: np.ndarray) -> np.ndarray:
+    """Squared Laplacian of Gaussian: edges and texture count; a smooth ramp (the soft
+    edge of a light pool) and pixel noise barely do."""
+    lap = cv2.Laplacian(cv2.GaussianBlur(img, (3, 3), 0), cv2.CV_32F)
+    return cv2.multiply(lap, lap)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.config import MotionConfig
+from edge.config import EventConfig, MotionConfig
+from edge.events import EventTracker
 from edge.masks import polygon_mask
 from edge.motion import MotionDetector
 
@@ -28,6 +29,12 @@ def noisy(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray
 def run(frames, detector: MotionDetector | None = None, fps: float = 5.0):
     det = detector or MotionDetector(MotionConfig())
     return [det.process(f, i / fps) for i, f in enumerate(frames)]
+
+
+def events_started(results) -> int:
+    """How many events the tracker (default settings) would start from these results."""
+    tracker = EventTracker("box", "cam", EventConfig())
+    return sum(e.type == "start" for i, r in enumerate(results) for e in tracker.update(i / 5, r).events)
 
 
 def with_person(img: np.ndarray, x: int, y: int = 200, w: int = 24, h: int = 60, value: float = 230) -> np.ndarray:
@@ -121,12 +128,10 @@ def test_non_contiguous_luma_view_is_accepted() -> None:
 
 def test_higher_sensitivity_sees_fainter_objects() -> None:
     rng = np.random.default_rng(9)
-    bg = scene()
+    bg = scene() * 0.15 + 90  # a plain wall
     faint = [noisy(bg, rng, 2) for _ in range(20)]
-    for x in range(40, 600, 16):
-        shifted = bg.copy()
-        shifted[200:260, x : x + 24] += 8  # a dim figure, 8 grey levels above the scene
-        faint.append(noisy(shifted, rng, 2))
+    for x in range(40, 600, 16):  # a dim figure, 8 grey levels above the wall
+        faint.append(noisy(with_person(bg, x, value=float(bg[200:260].mean()) + 8), rng, 2))
     low = sum(r.motion for r in run(faint, MotionDetector(MotionConfig(sensitivity=1))))
     high = sum(r.motion for r in run(faint, MotionDetector(MotionConfig(sensitivity=10))))
     assert high > low
@@ -196,3 +201,31 @@ def test_tiny_or_odd_frames_do_not_crash(size) -> None:
     for i in range(5):
         result = det.process(rng.integers(0, 255, size, dtype=np.uint8), i)
         assert 0.0 <= result.score <= 1.0
+
+
+def test_lamp_over_part_of_the_view_is_not_motion_but_a_walker_beside_it_is() -> None:
+    rng = np.random.default_rng(14)
+    bg = scene()
+    pool = np.clip((np.arange(W) - 0.85 * W) / 30.0, 0, 1)[None, :]
+    lit = bg * (1 + 0.6 * pool)  # a lamp on the right-hand sixth, soft-edged
+    quiet = run([noisy(bg, rng, 3) for _ in range(20)] + [noisy(lit, rng, 3) for _ in range(20)])
+    assert events_started(quiet) == 0
+    assert any(r.suppressed == "lighting" for r in quiet[20:23])
+    det = MotionDetector(MotionConfig())
+    run([noisy(bg, rng, 3) for _ in range(20)], det)
+    xs = range(40, 400, 16)  # the lamp switches on as the walker crosses the left
+    walking = [det.process(noisy(with_person(lit, x), rng, 3), 4 + i / 5) for i, x in enumerate(xs)]
+    assert sum(r.motion for r in walking) >= 0.9 * len(walking)
+    # Once the lamp is on (the switching frame itself may include bits of it), the
+    # motion region is the walker's alone.
+    assert all(r.region[0] + r.region[2] < 0.8 for r in walking[2:] if r.motion)
+
+
+def test_a_light_pool_sweeping_a_textured_wall_is_not_motion() -> None:
+    rng = np.random.default_rng(15)
+    bg = scene() * 0.6 + 10
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    frames = [noisy(bg, rng, 3) for _ in range(20)]
+    for cx in np.linspace(-100, W + 100, 20):  # headlights crossing in 4 s
+        frames.append(noisy(bg * (1 + 0.8 * np.exp(-(((xx - cx) / 90) ** 2) - ((yy - 200) / 70) ** 2)), rng, 3))
+    assert events_started(run(frames)) == 0

@@ -90,10 +90,11 @@ def evaluate(
     detector: Detector,
     detect_fps: float = 5.0,
     events: EventConfig | None = None,
-    clock: Callable[[], float] = time.perf_counter,
+    clock: Callable[[], float] = time.thread_time,
 ) -> Score:
     """Run frames through detector and tracker as the camera worker does (rate-limited to
-    `detect_fps`; a frame not analysed keeps the last decision) and score them."""
+    `detect_fps`; a frame not analysed keeps the last decision) and score them. Cost is
+    this thread's CPU time in the detector: what a camera worker pays, whatever else runs."""
     tracker = EventTracker("eval", "clip", events or EventConfig())
     n = len(frames)
     predicted = np.zeros(n, bool)

@@ -1,8 +1,9 @@
 """Hard cases generated in code, with known truth (luma frames, 640x360, 5 fps).
 
-Negatives (nothing of interest moves; every frame label 0): lights on/off, slow
-brightness ramp, IR day/night switch, night sensor noise, rain, swaying foliage,
-auto-exposure hunting, keyframe "pumping". Positives: a small far-away walker, a fast
+Negatives (nothing of interest moves; every frame label 0): lights on/off, a porch
+light over a tenth of the view, slow brightness ramp, IR day/night switch, night sensor
+noise, rain, swaying foliage, headlights sweeping a wall, auto-exposure hunting,
+keyframe "pumping". Positives: a small far-away walker, a fast
 car, a person barely brighter than a dim night street, a person walking in while the
 lights change.
 """
@@ -86,6 +87,31 @@ def foliage(rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
     return frames, np.zeros(N, np.int8)
 
 
+def porch_light(rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
+    """A light switching on and off over a tenth of the view (a porch, a shop sign),
+    with a soft edge: too small for the whole-frame lighting check."""
+    bg = _scene(rng)
+    pool = np.clip((np.arange(W) - 0.9 * W) / 40.0, 0, 1)[None, :] * np.ones((H, 1), np.float32)
+    lit = bg * (1 + 0.6 * pool)
+    return [_out(lit if 50 <= i < 100 else bg, rng) for i in range(N)], np.zeros(N, np.int8)
+
+
+def headlights(rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
+    """At dusk, a passing car's headlights sweep a soft pool of light along a wall
+    (the car itself is out of view) every 10 s."""
+    bg = _scene(rng) * 0.5 + 10
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    frames = []
+    for i in range(N):
+        phase = (i % 50) / 15.0  # a 3 s sweep, then 7 s dark
+        img = bg.copy()
+        if phase < 1.0:
+            cx = -100 + phase * (W + 200)
+            img *= 1 + 0.8 * np.exp(-(((xx - cx) / 90) ** 2) - ((yy - 0.55 * H) / 70) ** 2)
+        frames.append(_out(img, rng))
+    return frames, np.zeros(N, np.int8)
+
+
 def exposure_hunting(rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
     bg = _scene(rng)
     return [_out(bg * (1.0 + 0.2 * np.sin(2 * np.pi * i / 15)), rng) for i in range(N)], np.zeros(N, np.int8)
@@ -151,7 +177,18 @@ def walker_in_lighting_change(rng: np.random.Generator) -> tuple[list[np.ndarray
 
 NEGATIVES = {
     f.__name__.replace("_", "-"): f
-    for f in (lights, ramp, ir_switch, night_noise, rain, foliage, exposure_hunting, keyframe_pumping)
+    for f in (
+        lights,
+        porch_light,
+        ramp,
+        ir_switch,
+        night_noise,
+        rain,
+        foliage,
+        headlights,
+        exposure_hunting,
+        keyframe_pumping,
+    )
 }
 POSITIVES = {f.__name__.replace("_", "-"): f for f in (far_walker, fast_car, night_walker, walker_in_lighting_change)}
 
