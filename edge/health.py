@@ -16,6 +16,7 @@ from edge import __version__
 from edge.camera import CameraState, CameraStatus
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+LOW_FREE_BYTES = 64 * 1024 * 1024
 
 
 def rss_bytes() -> int:
@@ -76,15 +77,29 @@ def camera_stats(status: CameraStatus, fps_in: float, fps_detect: float, now: fl
     }
 
 
+def read_only(path: Path) -> bool:
+    """The filesystem holding `path` is mounted read-only (e.g. ext4 after an SD card error)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def disk_check(data_dir: Path) -> str:
     """'ok', or a short reason why the box cannot keep footage."""
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return f"cannot create data_dir: {exc.strerror}"
+    if read_only(data_dir):
+        return "data_dir is on a read-only file system"
     if not os.access(data_dir, os.W_OK):
         return "data_dir is not writable"
-    if shutil.disk_usage(data_dir).free < 64 * 1024 * 1024:
+    try:
+        free = shutil.disk_usage(data_dir).free
+    except OSError as exc:
+        return f"cannot read data_dir: {exc.strerror}"
+    if free < LOW_FREE_BYTES:
         return "less than 64 MB free"
     return "ok"
 

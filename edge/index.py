@@ -6,6 +6,7 @@ the row dropped after. So after any crash the index names no file that is missin
 except rows marked `deleting`, which the start-up sweep finishes (edge.retention).
 One connection shared by the recorder threads, serialised by a lock: writes are one
 small transaction per finished segment, not per packet, to spare SD cards.
+On a read-only or full disk the index may not open at start: it can be opened later.
 """
 
 from __future__ import annotations
@@ -48,21 +49,46 @@ class Segment:
 
 
 class RecordingIndex:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, connect: bool = True) -> None:
+        self._path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # Small, truncated WAL: it must never be what fills a small disk.
-        self._db.execute("PRAGMA wal_autocheckpoint=64")
-        self._db.execute("PRAGMA journal_size_limit=262144")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        self._db: sqlite3.Connection | None = None
+        if connect:
+            self.open()
+
+    def open(self) -> None:
+        """Connect and create the schema. Raises OSError or sqlite3.Error when the disk is
+        read-only or full: the caller retries later (the daemon starts without recording)."""
+        with self._lock:
+            if self._db is not None:
+                return
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(str(self._path), isolation_level=None, check_same_thread=False)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                # Small, truncated WAL: it must never be what fills a small disk.
+                db.execute("PRAGMA wal_autocheckpoint=64")
+                db.execute("PRAGMA journal_size_limit=262144")
+                db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
+                db.execute("PRAGMA foreign_keys=ON")
+                db.executescript(_SCHEMA)
+            except sqlite3.Error:
+                db.close()
+                raise
+            self._db = db
+
+    @property
+    def is_open(self) -> bool:
+        return self._db is not None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise sqlite3.OperationalError("the recordings index is not open")
+        return self._db
 
     def add(self, camera: str, path: str, start: float, end: float, size: int) -> int:
-        with self._lock, self._db:
-            cur = self._db.execute(
+        with self._lock, self._conn() as db:
+            cur = db.execute(
                 "INSERT OR REPLACE INTO segments (camera, path, start, end, bytes) VALUES (?,?,?,?,?)",
                 (camera, path, start, end, size),
             )
@@ -71,11 +97,15 @@ class RecordingIndex:
     def paths_between(self, camera: str, t0: float, t1: float) -> list[str]:
         """Finished segments of `camera` overlapping [t0, t1], oldest first."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT path FROM segments WHERE camera = ? AND deleting = 0 AND end >= ? AND start <= ? "
-                "ORDER BY start",
-                (camera, t0, t1),
-            ).fetchall()
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT path FROM segments WHERE camera = ? AND deleting = 0 AND end >= ? AND start <= ? "
+                    "ORDER BY start",
+                    (camera, t0, t1),
+                )
+                .fetchall()
+            )
         return [r[0] for r in rows]
 
     def link_event(self, camera: str, event_id: str, event_time: float, t0: float, t1: float) -> bool:
@@ -89,8 +119,8 @@ class RecordingIndex:
         return True
 
     def _link_event(self, camera: str, event_id: str, event_time: float, t0: float, t1: float) -> None:
-        with self._lock, self._db:
-            self._db.execute(
+        with self._lock, self._conn() as db:
+            db.execute(
                 "INSERT OR REPLACE INTO segment_events (segment_id, event_id, event_time) "
                 "SELECT id, ?, ? FROM segments WHERE camera = ? AND deleting = 0 AND end >= ? AND start <= ?",
                 (event_id, event_time, camera, t0, t1),
@@ -100,44 +130,61 @@ class RecordingIndex:
         """Oldest first, footage of events after plain footage (SPEC 4); event footage
         older than `protect_s` counts as plain."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT s.id, s.camera, s.path, s.start, s.end, s.bytes, MAX(e.event_time) AS ev "
-                "FROM segments s LEFT JOIN segment_events e ON e.segment_id = s.id "
-                "WHERE s.deleting = 0 GROUP BY s.id "
-                "ORDER BY (ev IS NOT NULL AND ev + ? >= ?), s.start LIMIT ?",
-                (protect_s, now, limit),
-            ).fetchall()
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT s.id, s.camera, s.path, s.start, s.end, s.bytes, MAX(e.event_time) AS ev "
+                    "FROM segments s LEFT JOIN segment_events e ON e.segment_id = s.id "
+                    "WHERE s.deleting = 0 GROUP BY s.id "
+                    "ORDER BY (ev IS NOT NULL AND ev + ? >= ?), s.start LIMIT ?",
+                    (protect_s, now, limit),
+                )
+                .fetchall()
+            )
         return [Segment(*r) for r in rows]
 
     def mark_deleting(self, segment_id: int) -> None:
-        with self._lock, self._db:
-            self._db.execute("UPDATE segments SET deleting = 1 WHERE id = ?", (segment_id,))
+        with self._lock, self._conn() as db:
+            db.execute("UPDATE segments SET deleting = 1 WHERE id = ?", (segment_id,))
+
+    def unmark_deleting(self, segment_id: int) -> None:
+        """The file could not be unlinked (read-only disk): it still counts."""
+        with self._lock, self._conn() as db:
+            db.execute("UPDATE segments SET deleting = 0 WHERE id = ?", (segment_id,))
 
     def remove(self, segment_id: int) -> None:
-        with self._lock, self._db:
-            self._db.execute("DELETE FROM segments WHERE id = ?", (segment_id,))
+        with self._lock, self._conn() as db:
+            db.execute("DELETE FROM segments WHERE id = ?", (segment_id,))
 
     def all_rows(self) -> list[tuple[int, str, int]]:
         """(id, path, deleting) of every row, for the start-up sweep."""
         with self._lock:
-            return [(r[0], r[1], r[2]) for r in self._db.execute("SELECT id, path, deleting FROM segments")]
+            return [(r[0], r[1], r[2]) for r in self._conn().execute("SELECT id, path, deleting FROM segments")]
 
     def totals(self) -> tuple[int, float | None]:
         """(bytes of indexed segments, start of the oldest)."""
         with self._lock:
-            size, oldest = self._db.execute(
-                "SELECT COALESCE(SUM(bytes), 0), MIN(start) FROM segments WHERE deleting = 0"
-            ).fetchone()
+            size, oldest = (
+                self._conn()
+                .execute("SELECT COALESCE(SUM(bytes), 0), MIN(start) FROM segments WHERE deleting = 0")
+                .fetchone()
+            )
         return int(size), oldest
 
     def per_camera(self) -> dict[str, tuple[int, int]]:
         """camera -> (segments, bytes) currently kept."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT camera, COUNT(*), COALESCE(SUM(bytes), 0) FROM segments WHERE deleting = 0 GROUP BY camera"
-            ).fetchall()
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT camera, COUNT(*), COALESCE(SUM(bytes), 0) FROM segments WHERE deleting = 0 GROUP BY camera"
+                )
+                .fetchall()
+            )
         return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            db, self._db = self._db, None
+            if db is not None:
+                db.close()

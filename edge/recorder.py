@@ -14,6 +14,7 @@ ended. A timestamp that goes backwards or leaps (camera reboot, a looping source
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sqlite3
@@ -35,6 +36,40 @@ MUX_OPTIONS = {
     "frag_duration": "1000000",
     "flush_packets": "1",
 }
+
+
+DISK_FULL = "disk full"
+_DISK_ERRNOS = {
+    errno.ENOSPC: DISK_FULL,
+    errno.EDQUOT: DISK_FULL,
+    errno.EROFS: "read-only file system",
+    errno.EIO: "I/O error",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+_DISK_MESSAGES = {  # SQLite and FFmpeg say it in words
+    "No space left": DISK_FULL,
+    "database or disk is full": DISK_FULL,
+    "Read-only file system": "read-only file system",
+    "readonly database": "read-only file system",
+    "disk I/O error": "I/O error",
+    "unable to open database file": "cannot open the recordings index",
+}
+
+
+def describe_write_error(exc: BaseException) -> tuple[str, bool]:
+    """(the reason in a few words, whether it is the disk's fault rather than one stream's).
+
+    Disk faults are the box's business (one log line, health `failed`); other write
+    errors belong to the camera whose packets caused them."""
+    code = getattr(exc, "errno", None)
+    if code in _DISK_ERRNOS:
+        return _DISK_ERRNOS[code], True
+    text = str(exc)
+    for needle, reason in _DISK_MESSAGES.items():
+        if needle in text:
+            return reason, True
+    return text[:200] or type(exc).__name__, False
 
 
 def fsync_path(path: Path) -> None:
@@ -91,6 +126,8 @@ class SegmentRecorder:
         segment_seconds: float,
         on_segment: Callable[[], None] = lambda: None,
         on_disk_full: Callable[[], None] = lambda: None,
+        on_error: Callable[[BaseException], None] = lambda exc: None,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self.camera = camera
         self._dir = recordings_dir
@@ -98,6 +135,8 @@ class SegmentRecorder:
         self._segment_seconds = segment_seconds
         self._on_segment = on_segment
         self._on_disk_full = on_disk_full
+        self._on_error = on_error  # logs, rate-limited: never one line per packet
+        self._ready = ready  # False while the disk could not be opened for recording
         self._log = get_logger(camera=camera, component="recorder")
         self._video: av.VideoStream | None = None
         self._audio: av.AudioStream | None = None
@@ -137,7 +176,7 @@ class SegmentRecorder:
     # -- packets -------------------------------------------------------------------
     def write(self, packet: av.Packet) -> None:
         """Mux one demuxed packet (video or audio) into the current segment."""
-        if self._video is None or packet.dts is None:
+        if self._video is None or packet.dts is None or not self._ready():
             return
         if packet.stream is not self._video:
             self._write_audio(packet)
@@ -201,7 +240,8 @@ class SegmentRecorder:
             output.start_encoding()
         except (OSError, av.error.FFmpegError, ValueError) as exc:
             self._fail(exc)
-            path.unlink(missing_ok=True)  # a header without fragments is worth nothing
+            with contextlib.suppress(OSError):  # EROFS even when missing, on a read-only disk
+                path.unlink(missing_ok=True)  # a header without fragments is worth nothing
             return None
         self._open = OpenSegment(relpath, path, output, video_out, audio_out, start, packet.dts, packet.dts, 0)
         return self._open
@@ -226,7 +266,8 @@ class SegmentRecorder:
             self._fail(exc, closing=True)
             return
         if size == 0:
-            seg.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                seg.path.unlink(missing_ok=True)
             return
         self._unindexed.append((seg.relpath, seg.start, end, size))
         if not self._index_pending():
@@ -245,7 +286,7 @@ class SegmentRecorder:
             try:
                 self._index.add(self.camera, relpath, start, end, size)
             except sqlite3.Error as exc:
-                self._fail(OSError(errno.ENOSPC if "full" in str(exc) else errno.EIO, str(exc)), closing=True)
+                self._fail(exc, closing=True)
                 return False
             self._unindexed.pop(0)
         return True
@@ -254,11 +295,10 @@ class SegmentRecorder:
         """Write errors never stop the camera: free space if the disk is full, go on."""
         self.stats.errors += 1
         self.stats.last_error_time = time.time()
-        full = getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc)
-        self.stats.last_error = "disk full" if full else str(exc)[:200]
-        if full:
+        self.stats.last_error, _ = describe_write_error(exc)
+        if self.stats.last_error == DISK_FULL:
             self.stats.disk_full += 1
             self._on_disk_full()
-        self._log.warning("recording_write_failed", error=self.stats.last_error)
+        self._on_error(exc)
         if not closing and self._open is not None:
             self.close()

@@ -4,10 +4,14 @@ Deletion order (SPEC 4): oldest first, footage of events after plain footage (ev
 footage older than `event_protect` counts as plain). Deleting follows the index's
 crash rule: mark, unlink, fsync the directory, drop the row. The start-up sweep
 makes files and index agree after a crash.
+
+A read-only or broken disk never stops the thread and never logs per segment: each
+failure goes to `on_error` (which rate-limits), and deletion waits for the next round.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 import threading
@@ -31,6 +35,8 @@ class Retention:
         min_free_bytes: int,
         event_protect_s: float,
         open_bytes: Callable[[], int] = lambda: 0,
+        on_error: Callable[[BaseException], None] = lambda exc: None,
+        prepare: Callable[[], bool] = lambda: True,
     ) -> None:
         self._dir = recordings_dir
         self._index = index
@@ -38,12 +44,15 @@ class Retention:
         self._reserve = min_free_bytes
         self._protect = event_protect_s
         self._open_bytes = open_bytes
+        self._on_error = on_error
+        self._prepare = prepare  # False: storage not usable yet, skip this round
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._log = get_logger(component="retention")
         self.deleted_segments = 0
         self.deleted_bytes = 0
         self._unindexed_deletions: set[int] = set()  # unlinked, but the row could not be dropped yet
+        self._disk_full = threading.Event()  # a write hit ENOSPC: free footage even below the reserve
         self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
 
     # -- accounting ------------------------------------------------------------------
@@ -57,7 +66,7 @@ class Retention:
             return 0
 
     def _over(self) -> bool:
-        return self.used_bytes() > self._max or self.free_bytes() < self._reserve
+        return self._disk_full.is_set() or self.used_bytes() > self._max or self.free_bytes() < self._reserve
 
     # -- deletion ----------------------------------------------------------------------
     def enforce(self) -> int:
@@ -68,11 +77,15 @@ class Retention:
             batch = self._index.deletion_order(self._protect, time.time(), limit=16 + len(self._unindexed_deletions))
             batch = [seg for seg in batch if seg.id not in self._unindexed_deletions]
             if not batch:
+                self._disk_full.clear()  # nothing left to free: recording waits for space
                 break
             for seg in batch:
-                self._delete(seg.id, seg.path)
+                if not self._delete(seg.id, seg.path):
+                    self.deleted_segments += deleted
+                    return deleted  # the disk refuses deletions: nothing more to do this round
                 deleted += 1
                 self.deleted_bytes += seg.bytes
+                self._disk_full.clear()
                 if not self._over():
                     break
         self.deleted_segments += deleted
@@ -86,15 +99,22 @@ class Retention:
                 return
             self._unindexed_deletions.discard(segment_id)
 
-    def _delete(self, segment_id: int, relpath: str) -> None:
+    def _delete(self, segment_id: int, relpath: str) -> bool:
+        """Crash-safe deletion of one segment; False if the file could not be unlinked."""
         try:
             self._index.mark_deleting(segment_id)
         except sqlite3.Error as exc:
             # The disk is too full even for the mark: unlink anyway, or nothing could ever
             # be freed. The row then names a missing file until the next sweep drops it.
-            self._log.warning("deletion_unmarked", path=relpath, error=str(exc))
+            self._on_error(exc)
         path = self._dir / relpath
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:  # read-only or broken disk: keep the row, counted, for a later round
+            self._on_error(exc)
+            with contextlib.suppress(sqlite3.Error):
+                self._index.unmark_deleting(segment_id)
+            return False
         try:
             fsync_path(path.parent)
             if not any(path.parent.iterdir()):
@@ -104,18 +124,30 @@ class Retention:
         try:
             self._index.remove(segment_id)
         except sqlite3.Error as exc:
-            self._log.warning("deletion_not_indexed", path=relpath, error=str(exc))
+            self._on_error(exc)
             self._unindexed_deletions.add(segment_id)
+        return True
 
     # -- start-up sweep ----------------------------------------------------------------
-    def sweep(self) -> dict[str, int]:
-        """Finish interrupted deletions, drop rows without files, index or remove unknown files."""
+    def sweep(self, skip: Callable[[str], bool] = lambda relpath: False) -> dict[str, int]:
+        """Finish interrupted deletions, drop rows without files, index or remove unknown files
+        (but not those `skip` names: segments being written). A disk error ends it early."""
         counts = {"finished_deletions": 0, "dropped_rows": 0, "indexed_files": 0, "removed_files": 0}
+        try:
+            self._sweep(counts, skip)
+        except (OSError, sqlite3.Error) as exc:
+            self._on_error(exc)
+        if any(counts.values()):
+            self._log.info("recordings_swept", **counts)
+        return counts
+
+    def _sweep(self, counts: dict[str, int], skip: Callable[[str], bool]) -> None:
         known = set()
         for segment_id, relpath, deleting in self._index.all_rows():
             path = self._dir / relpath
             if deleting:
-                self._delete(segment_id, relpath)
+                if not self._delete(segment_id, relpath):
+                    return
                 counts["finished_deletions"] += 1
             elif not path.exists():
                 self._index.remove(segment_id)
@@ -125,16 +157,13 @@ class Retention:
         if self._dir.exists():
             for path in sorted(self._dir.glob("*/*/*")):
                 relpath = path.relative_to(self._dir).as_posix()
-                if relpath in known or not path.is_file():
+                if relpath in known or skip(relpath) or not path.is_file():
                     continue
                 if path.suffix == ".mp4" and self._index_unknown(path, relpath):
                     counts["indexed_files"] += 1
                 else:
                     path.unlink(missing_ok=True)
                     counts["removed_files"] += 1
-        if any(counts.values()):
-            self._log.info("recordings_swept", **counts)
-        return counts
 
     def _index_unknown(self, path: Path, relpath: str) -> bool:
         """A segment a crash left unindexed: keep it if it plays, timed by its name and length."""
@@ -167,6 +196,11 @@ class Retention:
     def wake(self) -> None:
         self._wake.set()
 
+    def disk_full(self) -> None:
+        """A write failed with ENOSPC: free the oldest segment now, whatever the reserve says."""
+        self._disk_full.set()
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
@@ -177,6 +211,9 @@ class Retention:
             self._wake.wait(1.0)
             self._wake.clear()
             try:
-                self.enforce()
+                if self._prepare():
+                    self.enforce()
+            except (OSError, sqlite3.Error) as exc:  # e.g. the index unreadable on a failing disk
+                self._on_error(exc)
             except Exception:  # noqa: BLE001 - retention must outlive any one bad file
                 self._log.exception("retention_failed")
