@@ -2,7 +2,9 @@
 
 The simulator needs Debian's python3-gi, which the virtualenv does not have, so it is
 a separate process; this wrapper starts it, waits for READY, knows the URLs and can
-stop, restart (same port: camera outage tests) and stall/resume single mounts.
+stop, restart (same port: camera outage tests), stall/resume single mounts, switch a
+mount to its alternate clip (a resolution change) and corrupt a share of its frames.
+Mounts may require a password (`auth`) or serve MJPEG (`mjpeg`), a codec the daemon refuses.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
+from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "camsim.py"
@@ -54,14 +57,29 @@ class CameraSimulator:
     """An RTSP server with one mount per entry of `mounts` (name -> H.264 MP4 file).
 
     The port is chosen once and kept, so stop() then start() brings the same cameras
-    back at the same URLs. Each mount loops its clip forever at its frame rate."""
+    back at the same URLs. Each mount loops its clip forever at its frame rate.
+
+    `alternates` (name -> MP4) gives a mount a second clip that switch() changes to;
+    `auth` (name -> (user, password)) makes a mount require basic authentication;
+    `mjpeg` names extra mounts that serve a live MJPEG test pattern."""
 
     def __init__(
-        self, mounts: dict[str, Path], port: int | None = None, host: str = "127.0.0.1", cache_dir: Path | None = None
+        self,
+        mounts: dict[str, Path],
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        cache_dir: Path | None = None,
+        *,
+        alternates: dict[str, Path] | None = None,
+        auth: dict[str, tuple[str, str]] | None = None,
+        mjpeg: Iterable[str] = (),
     ) -> None:
-        if not mounts:
-            raise ValueError("CameraSimulator needs at least one mount")
         self.mounts = {name: Path(path) for name, path in mounts.items()}
+        self.mjpeg = list(mjpeg)
+        if not self.mounts and not self.mjpeg:
+            raise ValueError("CameraSimulator needs at least one mount")
+        self.alternates = {name: Path(path) for name, path in (alternates or {}).items()}
+        self.auth = dict(auth or {})
         self.host = host
         self.cache_dir = cache_dir
         self._port_given = port is not None
@@ -74,12 +92,22 @@ class CameraSimulator:
         self._lock = threading.Lock()  # one control command at a time
 
     def _urls(self) -> dict[str, str]:
-        return {name: f"rtsp://{self.host}:{self.port}/{name}" for name in self.mounts}
+        return {name: f"rtsp://{self.host}:{self.port}/{name}" for name in [*self.mounts, *self.mjpeg]}
+
+    def url_with(self, name: str, user: str, password: str) -> str:
+        """The mount's URL with credentials in it, as an installer writes it in the config."""
+        return self.urls[name].replace("rtsp://", f"rtsp://{quote(user, safe='')}:{quote(password, safe='')}@", 1)
 
     def _command_line(self) -> list[str]:
         cmd = [SYSTEM_PYTHON, str(SCRIPT), "--host", self.host, "--port", str(self.port), "--control", "stdin"]
         for name, path in self.mounts.items():
             cmd += ["--mount", f"{name}={path}"]
+        for name, path in self.alternates.items():
+            cmd += ["--alternate", f"{name}={path}"]
+        for name, (user, password) in self.auth.items():
+            cmd += ["--auth", f"{name}={user}:{password}"]
+        for name in self.mjpeg:
+            cmd += ["--mjpeg", name]
         if self.cache_dir is not None:
             cmd += ["--cache", str(self.cache_dir)]
         return cmd
@@ -171,6 +199,14 @@ class CameraSimulator:
     def resume(self, name: str) -> None:
         """Frames again, from the next key frame; timestamps show the time that passed."""
         self._command(f"resume {name}")
+
+    def switch(self, name: str) -> None:
+        """From the mount's next alternate-clip key frame on, send that clip (again: back)."""
+        self._command(f"switch {name}")
+
+    def corrupt(self, name: str, share: float, seconds: float) -> None:
+        """For `seconds`, overwrite random bytes in `share` (0..1) of the mount's frames' slices."""
+        self._command(f"corrupt {name} {share:g} {seconds:g}")
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM, then SIGKILL after `timeout`; the port is kept for start()."""

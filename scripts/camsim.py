@@ -14,12 +14,20 @@ the stream by them like a live camera. The frame rate comes from the clip genera
   /usr/bin/python3 scripts/camsim.py --port 8554 --mount gate-1=walkers.mp4 --mount lane-1=static.mp4
   /usr/bin/python3 scripts/camsim.py --port 0 --clips DIR --count 24
 
+Camera faults, per mount:
+  --alternate NAME=OTHER.mp4  a second clip (another resolution, say) that `switch NAME`
+                              changes to at its next key frame, in-band SPS/PPS, same session
+  --auth NAME=USER:PASSWORD   the mount wants RTSP basic authentication (others stay open)
+  --mjpeg NAME                a live MJPEG test pattern (RTP/JPEG): a codec an NVR may refuse
+
 Prints `SERVING <name> <url>` per mount, then `READY`. Exits 0 on SIGTERM/SIGINT and
 2 (one line on stderr) on a bad argument or an unreadable clip. With `--control stdin`
 it reads one command per line and answers `OK <command>` (or `ERR <command>`):
-`stall NAME` (no more frames, the RTSP session stays open) and `resume NAME` (frames
-again from the next key frame); end of stdin stops the server, so it never outlives
-the process that controls it.
+`stall NAME` (no more frames, the RTSP session stays open), `resume NAME` (frames
+again from the next key frame), `switch NAME` (to the alternate clip and back) and
+`corrupt NAME SHARE SECONDS` (random bytes overwritten in SHARE of the slice NAL units
+for SECONDS); end of stdin stops the server, so it never outlives the process that
+controls it.
 """
 
 from __future__ import annotations
@@ -28,9 +36,13 @@ import argparse
 import hashlib
 import json
 import os
+import random
 import re
 import signal
 import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import NoReturn
@@ -45,6 +57,9 @@ from gi.repository import GLib, Gst, GstPbutils, GstRtspServer  # noqa: E402
 # Bump when the cached elementary streams must be made again (a different conversion).
 ANNEXB_FORMAT = 2
 MOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SLICE_NALS = (1, 5)  # H.264 coded slice, non-IDR and IDR
+ROLE = "media.factory.role"  # GstRTSPToken field that names the client's role
+ANONYMOUS = "anonymous"
 
 
 def fail(message: str) -> NoReturn:
@@ -178,58 +193,161 @@ def _mtime_ns(path: Path) -> int:
         return -1
 
 
+@dataclass(frozen=True)
+class Clip:
+    """One converted clip: the looping elementary stream, its rate and B-frame offsets."""
+
+    h264: Path
+    fps: Fraction
+    offsets: list[int]
+
+
+def nal_units(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(payload start, payload end, nal_unit_type) of each NAL unit of an Annex-B access unit."""
+    starts = []
+    at = data.find(b"\x00\x00\x01")
+    while at != -1:
+        starts.append(at + 3)
+        at = data.find(b"\x00\x00\x01", at + 3)
+    for k, start in enumerate(starts):
+        end = starts[k + 1] - 4 if k + 1 < len(starts) else len(data)  # 4: a 4-byte start code's zero
+        if end > start:
+            yield start, end, data[start] & 0x1F
+
+
+def corrupt_slices(data: bytes, rng: random.Random) -> bytes:
+    """Overwrite a few random bytes of each slice NAL payload, past the slice header.
+
+    New values are 2..255, so no start code (00 00 01) is ever made: the access unit
+    keeps its NAL layout and only the picture data is wrong, as after bit errors."""
+    out = bytearray(data)
+    for start, end, kind in nal_units(data):
+        if kind not in SLICE_NALS or end - start < 16:
+            continue
+        for _ in range(4 + (end - start) // 1500):
+            out[rng.randrange(start + 8, end)] = rng.randrange(2, 256)
+    return bytes(out)
+
+
 class LoopingCamera(GstRtspServer.RTSPMediaFactory):
     """One mount: an endless, live-paced H.264 stream that all clients of the mount share.
 
     Shared media: every client sees the same frames at the same time (as with a real
     camera) and N clients cost one pipeline. When the last client leaves, the server
-    drops the pipeline; the next client gets a new one from the start of the clip."""
+    drops the pipeline; the next client gets a new one from the start of the clip.
 
-    def __init__(self, name: str, h264: Path, fps: Fraction, offsets: list[int]) -> None:
+    Each clip (the main one and an optional alternate) runs as its own paced branch
+    into a funnel, so both keep their clocks; a gate after the pacing lets one branch
+    through at a time. That is how stall (no branch), switch (the other branch, from
+    its key frame) and corruption (bytes overwritten at the gate) are done without
+    touching the RTSP session."""
+
+    def __init__(self, name: str, clips: list[Clip]) -> None:
         super().__init__()
         self.name = name
-        self.fps = fps
-        self.offsets = offsets
+        self.clips = clips
         self.stalled = False
+        self.active = 0  # the branch that is sent
+        self.pending: int | None = None  # the branch to send from its next key frame
+        self.corrupt_share = 0.0
+        self.corrupt_until = 0.0
+        self._rng = random.Random(hashlib.sha1(name.encode()).digest())
         self.set_shared(True)
-        self.set_launch(
-            f'( multifilesrc location="{h264}" loop=true '
-            f'caps="video/x-h264,stream-format=byte-stream,framerate={fps.numerator}/{fps.denominator}" '
-            "! h264parse name=parse ! video/x-h264,stream-format=byte-stream,alignment=au "
-            "! identity name=pace sync=true ! rtph264pay name=pay0 pt=96 )"
-        )
+        self.set_launch(self._launch())
         self.connect("media-configure", self._configure)
+
+    def _launch(self) -> str:
+        branches = " ".join(
+            f'multifilesrc location="{clip.h264}" loop=true '
+            f'caps="video/x-h264,stream-format=byte-stream,framerate={clip.fps.numerator}/{clip.fps.denominator}" '
+            f"! h264parse name=parse{i} ! video/x-h264,stream-format=byte-stream,alignment=au "
+            f"! identity name=pace{i} sync=true ! mix."
+            for i, clip in enumerate(self.clips)
+        )
+        return f"( funnel name=mix ! rtph264pay name=pay0 pt=96 {branches} )"
 
     def _configure(self, _factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.RTSPMedia) -> None:
         pipeline = media.get_element()
-        state = {"n": 0, "need_key": False}
-        pipeline.get_by_name("parse").get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, self._stamp, state)
-        # The gate sits after the pacing so a stalled camera's clock keeps running.
-        pipeline.get_by_name("pace").get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, self._gate, state)
+        for i, clip in enumerate(self.clips):
+            state = {"n": 0, "need_key": i != self.active, "pushing": False}
+            parse = pipeline.get_by_name(f"parse{i}").get_static_pad("src")
+            parse.add_probe(Gst.PadProbeType.BUFFER, self._stamp, clip, state)
+            # The gate sits after the pacing so a stalled (or unselected) branch's clock keeps running.
+            pace = pipeline.get_by_name(f"pace{i}").get_static_pad("src")
+            pace.add_probe(Gst.PadProbeType.BUFFER, self._gate, i, state)
 
-    def _stamp(self, _pad: Gst.Pad, info: Gst.PadProbeInfo, state: dict) -> Gst.PadProbeReturn:
+    def switch(self) -> bool:
+        """Send the other clip from its next key frame; False when there is no other clip."""
+        if len(self.clips) < 2:
+            return False
+        self.pending = (self.active + 1) % len(self.clips)
+        return True
+
+    def corrupt(self, share: float, seconds: float) -> None:
+        self.corrupt_share = share
+        self.corrupt_until = time.monotonic() + seconds
+
+    @staticmethod
+    def _stamp(_pad: Gst.Pad, info: Gst.PadProbeInfo, clip: Clip, state: dict) -> Gst.PadProbeReturn:
         """One buffer is one access unit (alignment=au): frame n decodes at n / fps and
         is shown at (n + its B-frame offset) / fps."""
         buf = info.get_buffer()
         n = state["n"]
-        step, num = Gst.SECOND * self.fps.denominator, self.fps.numerator
-        slot = n + self.offsets[n % len(self.offsets)] if self.offsets else n
+        step, num = Gst.SECOND * clip.fps.denominator, clip.fps.numerator
+        slot = n + clip.offsets[n % len(clip.offsets)] if clip.offsets else n
         buf.dts = n * step // num
         buf.pts = slot * step // num
         buf.duration = (slot + 1) * step // num - buf.pts
         state["n"] = n + 1
         return Gst.PadProbeReturn.OK
 
-    def _gate(self, _pad: Gst.Pad, info: Gst.PadProbeInfo, state: dict) -> Gst.PadProbeReturn:
-        """Stalled: drop every frame. Resumed: drop until a key frame, so decoding restarts cleanly."""
-        if self.stalled:
+    def _selected(self, branch: int, key: bool) -> bool:
+        """Whether `branch` is the one sent; a pending switch happens at the new branch's key frame."""
+        if self.pending == branch and key:
+            self.active, self.pending = branch, None
+        return self.active == branch
+
+    def _gate(self, pad: Gst.Pad, info: Gst.PadProbeInfo, branch: int, state: dict) -> Gst.PadProbeReturn:
+        """Drop what is not sent; after a gap, restart at a key frame so decoding restarts cleanly."""
+        if state["pushing"]:  # our own corrupted copy coming through
+            return Gst.PadProbeReturn.OK
+        buf = info.get_buffer()
+        key = not buf.has_flags(Gst.BufferFlags.DELTA_UNIT)
+        if self.stalled or not self._selected(branch, key):
             state["need_key"] = True
             return Gst.PadProbeReturn.DROP
         if state["need_key"]:
-            if info.get_buffer().has_flags(Gst.BufferFlags.DELTA_UNIT):
+            if not key:
                 return Gst.PadProbeReturn.DROP
             state["need_key"] = False
+        if time.monotonic() < self.corrupt_until and self._rng.random() < self.corrupt_share:
+            return self._push_corrupted(pad, buf, state)
         return Gst.PadProbeReturn.OK
+
+    def _push_corrupted(self, pad: Gst.Pad, buf: Gst.Buffer, state: dict) -> Gst.PadProbeReturn:
+        """Send a corrupted copy in place of `buf` (a probe cannot write to a buffer it may share)."""
+        copy = Gst.Buffer.new_wrapped(corrupt_slices(buf.extract_dup(0, buf.get_size()), self._rng))
+        copy.pts, copy.dts, copy.duration = buf.pts, buf.dts, buf.duration
+        copy.set_flags(buf.get_flags())
+        state["pushing"] = True
+        try:
+            pad.push(copy)
+        finally:
+            state["pushing"] = False
+        return Gst.PadProbeReturn.DROP
+
+
+class JpegCamera(GstRtspServer.RTSPMediaFactory):
+    """A live MJPEG (RTP/JPEG) test pattern: a codec old cameras offer and an NVR may refuse."""
+
+    def __init__(self, name: str, width: int = 320, height: int = 240, fps: int = 5) -> None:
+        super().__init__()
+        self.name = name
+        self.set_shared(True)
+        self.set_launch(
+            f"( videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 "
+            "! jpegenc quality=50 ! rtpjpegpay name=pay0 pt=26 )"
+        )
 
 
 def parse_args() -> argparse.Namespace:
@@ -240,19 +358,28 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clips", type=Path, help="serve the *.mp4 in this folder (by name) as cam0..camN-1")
     parser.add_argument("--count", type=int, default=0, help="how many cameras with --clips (default: one per file)")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "nvr-edge" / "camsim")
-    parser.add_argument("--control", choices=["stdin"], help="read stall/resume commands from stdin")
+    parser.add_argument("--control", choices=["stdin"], help="read control commands from stdin")
+    parser.add_argument("--alternate", action="append", default=[], metavar="NAME=FILE.mp4")
+    parser.add_argument("--auth", action="append", default=[], metavar="NAME=USER:PASSWORD")
+    parser.add_argument("--mjpeg", action="append", default=[], metavar="NAME")
     return parser.parse_args()
 
 
+def _pairs(specs: list[str], option: str, what: str) -> dict[str, str]:
+    """`NAME=VALUE` options -> {NAME: VALUE}; exits on a malformed or repeated one."""
+    found: dict[str, str] = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or not MOUNT_NAME.match(name) or not value:
+            fail(f"bad {option} {spec!r}: expected NAME={what}, NAME of letters, digits, '.', '_', '-'")
+        if name in found:
+            fail(f"{option} {name} given twice")
+        found[name] = value
+    return found
+
+
 def mounts_from(args: argparse.Namespace) -> dict[str, Path]:
-    mounts: dict[str, Path] = {}
-    for spec in args.mount:
-        name, sep, file = spec.partition("=")
-        if not sep or not MOUNT_NAME.match(name) or not file:
-            fail(f"bad --mount {spec!r}: expected NAME=FILE.mp4, NAME of letters, digits, '.', '_', '-'")
-        if name in mounts:
-            fail(f"mount {name} given twice")
-        mounts[name] = Path(file)
+    mounts = {name: Path(file) for name, file in _pairs(args.mount, "--mount", "FILE.mp4").items()}
     if args.count < 0 or (args.count and args.clips is None):
         fail("--count needs --clips DIR and a count >= 0")
     if args.clips is not None:
@@ -261,14 +388,98 @@ def mounts_from(args: argparse.Namespace) -> dict[str, Path]:
             fail(f"no .mp4 files in {args.clips}")
         for i in range(args.count or len(files)):
             mounts.setdefault(f"cam{i}", files[i % len(files)])
-    if not mounts:
-        fail("nothing to serve: give --mount NAME=FILE.mp4 or --clips DIR")
+    if not mounts and not args.mjpeg:
+        fail("nothing to serve: give --mount NAME=FILE.mp4, --clips DIR or --mjpeg NAME")
     for name, path in mounts.items():
         if not path.is_file():
             fail(f"mount {name}: no such file {path}")
     if not 0 <= args.port <= 65535:
         fail(f"bad --port {args.port}")
     return mounts
+
+
+def alternates_from(args: argparse.Namespace, mounts: dict[str, Path]) -> dict[str, Path]:
+    alternates = {name: Path(file) for name, file in _pairs(args.alternate, "--alternate", "FILE.mp4").items()}
+    for name, path in alternates.items():
+        if name not in mounts:
+            fail(f"--alternate {name}: no --mount {name}")
+        if not path.is_file():
+            fail(f"--alternate {name}: no such file {path}")
+    return alternates
+
+
+def credentials_from(args: argparse.Namespace, names: set[str]) -> dict[str, tuple[str, str]]:
+    credentials = {}
+    for name, value in _pairs(args.auth, "--auth", "USER:PASSWORD").items():
+        user, sep, password = value.partition(":")
+        if not sep or not user or not password:
+            fail(f"--auth {name}: expected USER:PASSWORD")
+        if name not in names:
+            fail(f"--auth {name}: no such mount")
+        credentials[name] = (user, password)
+    return credentials
+
+
+def mjpeg_from(args: argparse.Namespace, mounts: dict[str, Path]) -> list[str]:
+    for name in args.mjpeg:
+        if not MOUNT_NAME.match(name) or name in mounts or args.mjpeg.count(name) > 1:
+            fail(f"bad or repeated --mjpeg {name!r}")
+    return list(args.mjpeg)
+
+
+def protect(
+    server: GstRtspServer.RTSPServer,
+    factories: dict[str, GstRtspServer.RTSPMediaFactory],
+    credentials: dict[str, tuple[str, str]],
+) -> None:
+    """Basic authentication for the mounts in `credentials`; every other mount stays open.
+
+    GstRTSPAuth is server-wide: clients without (valid) credentials get the `anonymous`
+    role. Every role may see every mount (`access`; denied, the server would answer 404
+    and a client never gets to send its password), but only a protected mount's own
+    role may play it (`construct`; denied, 401 with a challenge); open mounts admit all."""
+    if not credentials:
+        return
+    auth = GstRtspServer.RTSPAuth()
+    anonymous = GstRtspServer.RTSPToken()
+    anonymous.set_string(ROLE, ANONYMOUS)
+    auth.set_default_token(anonymous)
+    for name, (user, password) in credentials.items():
+        token = GstRtspServer.RTSPToken()
+        token.set_string(ROLE, f"user-{name}")
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+    every_role = [ANONYMOUS] + [f"user-{name}" for name in credentials]
+    for name, factory in factories.items():
+        permissions = GstRtspServer.RTSPPermissions()
+        for role in every_role:
+            permissions.add_permission_for_role(role, "media.factory.access", True)
+            allowed = name not in credentials or role == f"user-{name}"
+            permissions.add_permission_for_role(role, "media.factory.construct", allowed)
+        factory.set_permissions(permissions)
+    server.set_auth(auth)
+
+
+def control(cameras: dict[str, LoopingCamera], command: str) -> bool:
+    """Apply one control command; False when it is unknown or malformed."""
+    verb, *args = command.split()
+    camera = cameras.get(args[0]) if args else None
+    if camera is None:
+        return False
+    if verb in ("stall", "resume") and len(args) == 1:
+        camera.stalled = verb == "stall"
+        return True
+    if verb == "switch" and len(args) == 1:
+        return camera.switch()
+    if verb == "corrupt" and len(args) == 3:
+        try:
+            share, seconds = float(args[1]), float(args[2])
+        except ValueError:
+            return False
+        if not (0.0 <= share <= 1.0 and seconds >= 0):
+            return False
+        camera.corrupt(share, seconds)
+        return True
+    return False
 
 
 def watch_stdin(cameras: dict[str, LoopingCamera], loop: GLib.MainLoop) -> None:
@@ -280,13 +491,8 @@ def watch_stdin(cameras: dict[str, LoopingCamera], loop: GLib.MainLoop) -> None:
             loop.quit()
             return False
         command = line.strip()
-        verb, _, name = command.partition(" ")
-        camera = cameras.get(name.strip())
-        if verb in ("stall", "resume") and camera is not None:
-            camera.stalled = verb == "stall"
-            print(f"OK {command}", flush=True)
-        elif command:
-            print(f"ERR {command}", flush=True)
+        if command:
+            print(f"{'OK' if control(cameras, command) else 'ERR'} {command}", flush=True)
         return True
 
     channel = GLib.IOChannel.unix_new(sys.stdin.fileno())
@@ -297,21 +503,31 @@ def main() -> int:
     args = parse_args()
     Gst.init(None)
     mounts = mounts_from(args)
+    alternates = alternates_from(args, mounts)
+    mjpeg = mjpeg_from(args, mounts)
+    credentials = credentials_from(args, set(mounts) | set(mjpeg))
     server = GstRtspServer.RTSPServer()
     server.set_address(args.host)
     server.set_service(str(args.port))
     cameras: dict[str, LoopingCamera] = {}
-    converted: dict[Path, tuple[Path, Fraction, list[int]]] = {}
-    for name, mp4 in mounts.items():
+    converted: dict[Path, Clip] = {}
+
+    def clip(mp4: Path) -> Clip:
         source = mp4.resolve()
         if source not in converted:
-            converted[source] = to_annexb(source, args.cache)
-        cameras[name] = LoopingCamera(name, *converted[source])
-        server.get_mount_points().add_factory(f"/{name}", cameras[name])
+            converted[source] = Clip(*to_annexb(source, args.cache))
+        return converted[source]
+
+    for name, mp4 in mounts.items():
+        cameras[name] = LoopingCamera(name, [clip(mp4)] + ([clip(alternates[name])] if name in alternates else []))
+    factories: dict[str, GstRtspServer.RTSPMediaFactory] = {**cameras, **{n: JpegCamera(n) for n in mjpeg}}
+    for name, factory in factories.items():
+        server.get_mount_points().add_factory(f"/{name}", factory)
+    protect(server, factories, credentials)
     if server.attach(None) == 0:
         fail(f"cannot listen on {args.host}:{args.port}")
     port = server.get_bound_port()
-    for name in cameras:
+    for name in factories:
         print(f"SERVING {name} rtsp://{args.host}:{port}/{name}", flush=True)
     print("READY", flush=True)
 
