@@ -33,6 +33,8 @@ from edge.topics import Topics
 
 SHUTDOWN_BUDGET_S = 8.0  # SPEC: exit within 10 s of SIGTERM
 HEALTH_POLL_S = 1.0
+OPEN_EVENT_HEARTBEAT_TICKS = 4  # ticks of 0.5 s: an open event's last sign of life is kept to 2 s
+INTERRUPTED = "interrupted"  # `reason` of an end sent after a crash or power cut cut the event off
 MAX_REQUEST_ID_CHARS = 200
 
 
@@ -89,6 +91,7 @@ class Daemon:
             loop.call_soon_threadsafe(self._outputs.put_nowait, item)
 
         swept = await asyncio.to_thread(self.recordings.start)
+        self._close_interrupted_events()
         for cam_id, cam in self.config.cameras.items():
             if not cam.enabled:
                 self.statuses[cam_id] = CameraStatus(state=CameraState.DISABLED)
@@ -174,6 +177,31 @@ class Daemon:
                 held.popleft()
                 self._publish(item)
 
+    def _close_interrupted_events(self) -> None:
+        """Send the `end` of every event a crash or power cut left open (SPEC 3.1: every
+        started event ends), before any camera starts, so they stay in order per camera.
+        The end time is the last sign of life recorded for the event (at most a tick of
+        the open-event heartbeat before the cut)."""
+        cfg = self.config.events
+        for event in self.outbox.open_events():
+            payload = dict(event.payload)
+            camera, start = str(payload["camera"]), float(payload["start_time"])  # type: ignore[arg-type]
+            end = max(start, event.last_seen)
+            if camera in self.config.cameras:
+                t0, t1 = start - cfg.pre_roll, end + cfg.post_roll
+                self.recordings.protect(camera, str(payload["id"]), end, t0, t1)
+                payload["recordings"] = self.recordings.covering(camera, t0, t1)
+            payload.update(type="end", end_time=round(end, 3), reason=INTERRUPTED)
+            self.outbox.put_event(self.topics.events, payload, Kind.EVENT)
+            self._log.warning("event_closed_after_restart", camera=camera, id=payload["id"], end_time=end)
+
+    def _touch_open_events(self) -> None:
+        """Heartbeat of open events: while a camera sees motion, its open event is alive."""
+        now = time.time()
+        for camera, status in self.statuses.items():
+            if status.motion:
+                self.outbox.touch_open(camera, now)
+
     def _recordings_for(self, item: EventOutput) -> list[str]:
         event, cfg = item.event, self.config.events
         now = time.time()
@@ -197,7 +225,7 @@ class Daemon:
                 self._put_state(self.topics.snapshot(item.camera), jpeg)
             payload = item.event.to_payload(thumbnail=jpeg is not None, recordings=self._recordings_for(item))
             kind = Kind.UPDATE if item.event.type == "update" else Kind.EVENT
-            self.outbox.put(self.topics.events, _json(payload), 1, False, kind)
+            self.outbox.put_event(self.topics.events, payload, kind)
             self._log.info(
                 "event",
                 camera=item.camera,
@@ -256,11 +284,15 @@ class Daemon:
         return health(request_id, self.statuses, self.link.connected.is_set(), disk)
 
     async def _tick_loop(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(0.5)
+            ticks += 1
             try:
                 self._release_held()
                 self.recordings.tick()
+                if ticks % OPEN_EVENT_HEARTBEAT_TICKS == 0:
+                    self._touch_open_events()
             except Exception:  # noqa: BLE001 - e.g. a full disk under the index; retried next tick
                 self._log.exception("tick_failed")
 

@@ -8,12 +8,18 @@ Bound: the outbox holds at most `max_bytes` of payload. Past that, the oldest
 thumbnails go first, then the oldest `update` events; retained state messages are
 coalesced (only the newest per topic is kept); `start` and `end` events are never
 dropped (SPEC 3.1).
+
+Open events: every `start` and `update` also records its event as open, in the same
+transaction, and its `end` removes it. Whatever is still open when the daemon starts
+again was cut off by a crash or a power cut; the daemon then sends its `end` (SPEC:
+every started event ends).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -56,7 +62,25 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_kind ON outbox(kind, seq);
 CREATE INDEX IF NOT EXISTS outbox_topic ON outbox(topic);
+CREATE TABLE IF NOT EXISTS open_events (
+    event_id TEXT PRIMARY KEY,
+    camera TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    last_seen REAL NOT NULL
+);
 """
+
+
+@dataclass(frozen=True, slots=True)
+class OpenEvent:
+    """An event whose `end` was never queued: its latest payload and last sign of life."""
+
+    payload: dict[str, object]
+    last_seen: float
+
+
+# A queued message, and what it does to the open-events table (None: nothing).
+_Pending = tuple[str, bytes, int, bool, Kind, dict[str, object] | None]
 
 
 class Outbox:
@@ -75,7 +99,7 @@ class Outbox:
         self._db.executescript(_SCHEMA)
         self._max_bytes = max_bytes
         self.dropped = 0
-        self._spill: list[tuple[str, bytes, int, bool, Kind]] = []
+        self._spill: list[_Pending] = []
         self._spill_logged = False
         self._log = get_logger(component="outbox")
         self._bytes = int(self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)),0) FROM outbox").fetchone()[0])
@@ -86,8 +110,29 @@ class Outbox:
         If the disk cannot take it (full, read-only), the message waits in memory and
         is written, in order, by the next put or peek that succeeds."""
         data = payload.encode() if isinstance(payload, str) else payload
-        self._spill.append((topic, data, qos, retain, kind))
+        self._spill.append((topic, data, qos, retain, kind, None))
         self._flush_spill()
+
+    def put_event(self, topic: str, event: dict[str, object], kind: Kind) -> None:
+        """Queue an event message (QoS 1) and, atomically with it, mark its event open
+        (`start`, `update`) or closed (`end`)."""
+        data = json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
+        self._spill.append((topic, data, 1, False, kind, event))
+        self._flush_spill()
+
+    def touch_open(self, camera: str, t: float) -> None:
+        """The camera's open event is still alive at `t` (its end, after a crash, is no
+        earlier). Best effort: a failed write only makes that end a little early."""
+        try:
+            with self._db:
+                self._db.execute("UPDATE open_events SET last_seen = MAX(last_seen, ?) WHERE camera = ?", (t, camera))
+        except sqlite3.Error as exc:
+            self._log.warning("outbox_touch_failed", error=str(exc))
+
+    def open_events(self) -> list[OpenEvent]:
+        """Events started but never ended, oldest first."""
+        rows = self._db.execute("SELECT payload, last_seen FROM open_events ORDER BY rowid").fetchall()
+        return [OpenEvent(json.loads(bytes(r[0])), float(r[1])) for r in rows]
 
     def _flush_spill(self) -> None:
         while self._spill:
@@ -101,8 +146,12 @@ class Outbox:
             self._spill.pop(0)
             self._spill_logged = False
 
-    def _insert(self, topic: str, data: bytes, qos: int, retain: bool, kind: Kind) -> None:
+    def _insert(
+        self, topic: str, data: bytes, qos: int, retain: bool, kind: Kind, event: dict[str, object] | None
+    ) -> None:
         with self._db:
+            if event is not None:
+                self._mark(event, data)
             if kind is Kind.STATE:
                 removed = self._db.execute(
                     "DELETE FROM outbox WHERE topic = ? AND kind = ? RETURNING LENGTH(payload)",
@@ -115,6 +164,17 @@ class Outbox:
             )
             self._bytes += len(data)
             self._enforce_bound()
+
+    def _mark(self, event: dict[str, object], data: bytes) -> None:
+        if event["type"] == "end":
+            self._db.execute("DELETE FROM open_events WHERE event_id = ?", (event["id"],))
+            return
+        self._db.execute(
+            "INSERT INTO open_events (event_id, camera, payload, last_seen) VALUES (?,?,?,?) "
+            "ON CONFLICT(event_id) DO UPDATE SET payload = excluded.payload, "
+            "last_seen = MAX(last_seen, excluded.last_seen)",
+            (event["id"], event["camera"], data, time.time()),
+        )
 
     def _enforce_bound(self) -> None:
         for kind in _DROP_ORDER:

@@ -31,12 +31,17 @@ def _mosquitto_binary() -> str:
 
 
 class Mosquitto:
-    """Runs `mosquitto -c CONF` with an anonymous listener on 127.0.0.1:port."""
+    """Runs `mosquitto -c CONF` with an anonymous listener on 127.0.0.1:port.
 
-    def __init__(self, port: int | None = None, workdir: Path | None = None) -> None:
+    With `persistent=True` the broker keeps sessions and their queued QoS 1 messages on
+    disk across stop()/start(), as a district broker does: a subscriber with a
+    persistent session then misses nothing published while it was away."""
+
+    def __init__(self, port: int | None = None, workdir: Path | None = None, persistent: bool = False) -> None:
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self._workdir = Path(workdir or tempfile.mkdtemp(prefix="nvr-mosquitto-"))
+        self._persistent = persistent
         self._proc: subprocess.Popen[bytes] | None = None
 
     def _write_conf(self) -> Path:
@@ -44,7 +49,11 @@ class Mosquitto:
         lines = [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
-            "persistence false",
+            *(
+                [f"persistence true\npersistence_location {self._workdir}/", "max_queued_messages 0"]
+                if self._persistent
+                else ["persistence false"]
+            ),
             "log_dest stderr",
             "log_type error",
             "log_type warning",

@@ -29,13 +29,21 @@ class Received:
 
 
 class MqttCapture:
-    """Subscribes to `topics` and keeps every message; reconnects if the broker restarts."""
+    """Subscribes to `topics` and keeps every message; reconnects if the broker restarts.
 
-    def __init__(self, host: str, port: int, topics: tuple[str, ...] = ("#",)) -> None:
+    With a `client_id` the session is persistent (clean_session off): the broker queues
+    QoS 1 messages while this subscriber is disconnected, as a district consumer would."""
+
+    def __init__(self, host: str, port: int, topics: tuple[str, ...] = ("#",), client_id: str | None = None) -> None:
         self._topics = topics
         self._lock = threading.Condition()
         self.messages: list[Received] = []
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or "",
+            clean_session=client_id is None,
+            protocol=mqtt.MQTTv311,
+        )
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.reconnect_delay_set(min_delay=0.1, max_delay=0.5)

@@ -1,5 +1,6 @@
 """The durable outbox: order, acknowledgement, survival across reopen, the drop policy."""
 
+import json
 from pathlib import Path
 
 from edge.outbox import Kind, Outbox
@@ -54,3 +55,33 @@ def test_over_budget_thumbnails_then_updates_go_never_starts_or_ends(tmp_path: P
     kinds = [m.kind for m in box.peek(100)]
     assert Kind.THUMBNAIL not in kinds and Kind.UPDATE not in kinds
     assert kinds.count(Kind.EVENT) == 12
+
+
+def _event(kind: str, event_id: str = "cam-1", camera: str = "cam", score: float = 0.1) -> dict[str, object]:
+    return {"id": event_id, "type": kind, "camera": camera, "start_time": 100.0, "end_time": None, "score": score}
+
+
+def test_started_events_stay_open_until_their_end_is_queued_also_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    box = Outbox(path)
+    box.put_event("t/events", _event("start"), Kind.EVENT)
+    box.put_event("t/events", _event("start", "other-1", "other"), Kind.EVENT)
+    box.put_event("t/events", _event("update", score=0.3), Kind.UPDATE)
+    box.put_event("t/events", _event("end", "other-1", "other"), Kind.EVENT)
+    assert [json.loads(m.payload)["type"] for m in box.peek(10)] == ["start", "start", "update", "end"]
+    box.close()
+    again = Outbox(path)
+    [still_open] = again.open_events()
+    assert still_open.payload["id"] == "cam-1" and still_open.payload["score"] == 0.3  # the latest state
+    again.put_event("t/events", _event("end"), Kind.EVENT)
+    assert again.open_events() == []
+
+
+def test_touch_keeps_the_latest_sign_of_life_of_a_camera_s_open_event(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite")
+    box.put_event("t/events", _event("start"), Kind.EVENT)
+    first = box.open_events()[0].last_seen
+    box.touch_open("cam", first + 30)
+    box.touch_open("cam", first + 10)  # never backwards
+    box.touch_open("nobody", first + 99)
+    assert box.open_events()[0].last_seen == first + 30
