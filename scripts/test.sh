@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The README's test command: set up (idempotently), then run the default test suite.
-# Extra arguments go to pytest, e.g. scripts/test.sh -k config -x
+# Test files run in parallel (pytest-xdist, one file per worker at a time so a file's
+# camera simulator and broker stay with it): most of a test's time is spent waiting on
+# real streams, a real broker and real outages, not on the CPU.
+# Extra arguments go to pytest, e.g. scripts/test.sh -k config -x, or -n 0 for serial.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest -n "${NVR_EDGE_TEST_WORKERS:-4}" --dist loadfile "$@"
