@@ -24,7 +24,7 @@ from edge.logs import get_logger
 from edge.motion import MotionDetector
 from edge.recorder import SegmentRecorder
 from edge.redact import redact_url
-from edge.source import SourceError, SourceOptions, decode, demux_packets, open_stream, select_streams
+from edge.source import FrameClock, SourceError, SourceOptions, decode, demux_packets, open_stream, select_streams
 from edge.thumbnail import ThumbnailMaker
 
 
@@ -86,7 +86,8 @@ def luma_view(frame: av.VideoFrame) -> np.ndarray:
 
 class StreamWorker:
     """A thread that keeps one RTSP stream open: reconnects with backoff and jitter,
-    keeps `status.state`/`error` current. Subclasses say what to do with the packets."""
+    keeps `status.state`/`error` current, reconnects a stream that stalls (judged by
+    its own frame rate, edge.source.FrameClock). Subclasses say what to do with the packets."""
 
     def __init__(self, camera_id: str, url: str, source_options: SourceOptions | None, role: str) -> None:
         self.camera_id = camera_id
@@ -114,16 +115,19 @@ class StreamWorker:
     def _run(self) -> None:
         backoff = Backoff(*_FAST_BACKOFF)
         first = True
+        poll = self._source_options.stall_min  # then the last connection's stall limit, once measured
         while not self._stop.is_set():
             if not first:
                 self.status.reconnects += 1
             first = False
             try:
-                container = open_stream(self._url, self._source_options)
+                container = open_stream(self._url, self._source_options, poll)
+                clock = FrameClock(self._source_options, poll)
                 try:
-                    self._serve(container, backoff)
+                    self._serve(container, backoff, clock)
                 finally:
                     container.close()
+                    poll = clock.measured_limit() or poll
                 error = SourceError("the camera ended the stream")
             except SourceError as exc:
                 error = exc
@@ -151,7 +155,7 @@ class StreamWorker:
         backoff.reset()
         self._log.info("camera_streaming", width=width, height=height)
 
-    def _serve(self, container: av.container.InputContainer, backoff: Backoff) -> None:
+    def _serve(self, container: av.container.InputContainer, backoff: Backoff, clock: FrameClock) -> None:
         raise NotImplementedError
 
     def _on_down(self, stopping: bool) -> None:
@@ -167,11 +171,11 @@ class RecordWorker(StreamWorker):
         super().__init__(camera_id, url, source_options, role="record")
         self.recorder = recorder
 
-    def _serve(self, container: av.container.InputContainer, backoff: Backoff) -> None:
+    def _serve(self, container: av.container.InputContainer, backoff: Backoff, clock: FrameClock) -> None:
         video, audio = select_streams(container)
         self.recorder.begin(video, audio)
         streams = [video] + ([audio] if audio is not None else [])
-        for packet in demux_packets(container, streams, self._url):
+        for packet in demux_packets(container, streams, self._url, clock, self._stop):
             if self._stop.is_set():
                 return
             if self.status.state is not CameraState.STREAMING:
@@ -221,13 +225,13 @@ class CameraWorker(StreamWorker):
             step = self._tracker.close(time.time(), reason)
         self._emit(step)
 
-    def _serve(self, container: av.container.InputContainer, backoff: Backoff) -> None:
+    def _serve(self, container: av.container.InputContainer, backoff: Backoff, clock: FrameClock) -> None:
         video, audio = select_streams(container)
         streams = [video]
         if self.recorder is not None:
             self.recorder.begin(video, audio)
             streams += [audio] if audio is not None else []
-        for packet in demux_packets(container, streams, self._url):
+        for packet in demux_packets(container, streams, self._url, clock, self._stop):
             if self._stop.is_set():
                 return
             if packet.stream is video:

@@ -72,6 +72,46 @@ def describe_write_error(exc: BaseException) -> tuple[str, bool]:
     return text[:200] or type(exc).__name__, False
 
 
+# Per codec: the NAL unit type from an Annex-B NAL's first byte, the parameter-set types
+# (H.264 SPS/PPS; H.265 VPS/SPS/PPS) and the slice types.
+_NAL_TYPES = {
+    "h264": (lambda b: b & 0x1F, (7, 8), range(1, 6)),
+    "hevc": (lambda b: (b >> 1) & 0x3F, (32, 33, 34), range(0, 32)),
+}
+
+
+def parameter_sets(data: bytes, codec: str) -> tuple[bytes, ...]:
+    """The parameter-set NAL units at the head of an Annex-B access unit (or extradata).
+
+    A camera that changes resolution or encoding mid-stream sends new ones with its next
+    key frame; an MP4 track has one set (its sample description), so the segment ends."""
+    kind = _NAL_TYPES.get(codec)
+    if kind is None:
+        return ()
+    nal_type, wanted, slices = kind
+    found = []
+    at = data.find(b"\x00\x00\x01")
+    while at != -1 and at + 3 < len(data):
+        end = data.find(b"\x00\x00\x01", at + 3)
+        kind_of = nal_type(data[at + 3])
+        if kind_of in wanted:
+            found.append(data[at + 3 : len(data) if end == -1 else end].rstrip(b"\x00"))
+        elif kind_of in slices:
+            break  # a slice: the parameter sets come before it
+        at = end
+    return tuple(found)
+
+
+def coded_size(data: bytes, codec: str) -> tuple[int, int] | None:
+    """Width and height of one key frame, decoded on its own (only when the format changed)."""
+    try:
+        decoder = av.CodecContext.create(codec, "r")
+        frames = decoder.decode(av.Packet(data)) + decoder.decode(None)
+    except (av.error.FFmpegError, ValueError):
+        return None
+    return (frames[0].width, frames[0].height) if frames else None
+
+
 def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -102,6 +142,7 @@ class OpenSegment:
     first_dts: int  # video time base
     last_dts: int
     last_duration: int
+    params: tuple[bytes, ...] = ()  # the stream's parameter sets this segment was made for
 
 
 @dataclass
@@ -139,6 +180,7 @@ class SegmentRecorder:
         self._ready = ready  # False while the disk could not be opened for recording
         self._log = get_logger(camera=camera, component="recorder")
         self._video: av.VideoStream | None = None
+        self._template_params: tuple[bytes, ...] = ()  # the opened stream's, from its extradata
         self._audio: av.AudioStream | None = None
         self._open: OpenSegment | None = None
         self._next_start: float | None = None  # chained start of the next segment
@@ -150,6 +192,7 @@ class SegmentRecorder:
         """A (re)opened input: new templates, new time anchor."""
         self.close()
         self._video = video
+        self._template_params = parameter_sets(video.codec_context.extradata or b"", video.codec_context.name)
         self._audio = None
         self._next_start = None
         if audio is not None:
@@ -183,6 +226,9 @@ class SegmentRecorder:
             return
         seg = self._open
         tb = float(self._video.time_base)
+        data = bytes(packet) if packet.is_keyframe else b""
+        params = parameter_sets(data, self._video.codec_context.name)
+        changed = False
         if seg is not None:
             step = (packet.dts - seg.last_dts) * tb
             if step < 0 or step > MAX_GAP_S:
@@ -190,15 +236,22 @@ class SegmentRecorder:
                 self.close()
                 self._next_start = None
                 seg = None
+            elif params and params != seg.params:
+                self.close()  # the time line goes on: only the track's format changes
+                seg = None
+                changed = True
             elif packet.is_keyframe and (packet.dts - seg.first_dts) * tb >= self._segment_seconds:
                 self.close()
                 seg = None
         if seg is None:
             if not packet.is_keyframe:
                 return  # a segment must start on a keyframe to play on its own
-            seg = self._start(packet)
+            seg = self._start(packet, params or self._template_params, data)
             if seg is None:
                 return
+            if changed:
+                ctx = seg.video_out.codec_context
+                self._log.info("stream_format_changed", width=ctx.width, height=ctx.height)
         dts, duration = packet.dts, packet.duration
         self._mux(seg, packet, seg.video_out, seg.first_dts)  # rebases the packet in place
         seg.last_dts = dts
@@ -225,7 +278,7 @@ class SegmentRecorder:
         except (OSError, av.error.FFmpegError) as exc:
             self._fail(exc)
 
-    def _start(self, packet: av.Packet) -> OpenSegment | None:
+    def _start(self, packet: av.Packet, params: tuple[bytes, ...], data: bytes) -> OpenSegment | None:
         now = time.time()
         start = self._next_start if self._next_start is not None else now
         if abs(start - now) > MAX_DRIFT_S:
@@ -236,6 +289,8 @@ class SegmentRecorder:
             path.parent.mkdir(parents=True, exist_ok=True)
             output = av.open(str(path), "w", format="mp4", options=MUX_OPTIONS)
             video_out = output.add_stream_from_template(self._video)
+            if params != self._template_params:
+                self._describe_format(video_out, params, data)
             audio_out = output.add_stream_from_template(self._audio) if self._audio is not None else None
             output.start_encoding()
         except (OSError, av.error.FFmpegError, ValueError) as exc:
@@ -243,8 +298,17 @@ class SegmentRecorder:
             with contextlib.suppress(OSError):  # EROFS even when missing, on a read-only disk
                 path.unlink(missing_ok=True)  # a header without fragments is worth nothing
             return None
-        self._open = OpenSegment(relpath, path, output, video_out, audio_out, start, packet.dts, packet.dts, 0)
+        self._open = OpenSegment(relpath, path, output, video_out, audio_out, start, packet.dts, packet.dts, 0, params)
         return self._open
+
+    def _describe_format(self, video_out: av.VideoStream, params: tuple[bytes, ...], data: bytes) -> None:
+        """The stream changed format since it was opened: the new segment's sample
+        description gets the new parameter sets and picture size, not the SDP's."""
+        ctx = video_out.codec_context
+        ctx.extradata = b"".join(b"\x00\x00\x00\x01" + nal for nal in params)
+        size = coded_size(data, self._video.codec_context.name)  # ctx's codec is an encoder (libx264)
+        if size is not None:
+            ctx.width, ctx.height = size
 
     def close(self) -> None:
         """Finish the open segment: close, fsync file and directory, then index it."""

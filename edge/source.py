@@ -1,11 +1,33 @@
-"""RTSP input: open a stream with PyAV over TCP and yield decoded video frames.
+"""RTSP input: open a stream with PyAV over TCP and yield its packets until it fails.
 
-Only the transport lives here (timeouts, probing, error wording); what is done with
-the frames is the camera worker's business (edge.camera).
+Only the transport lives here (timeouts, probing, stall detection, error wording);
+what is done with the packets is the camera worker's business (edge.camera).
+
+Stall detection. A camera can hang with its TCP connection open: no packets, no
+error. PyAV's read timeout is fixed when the stream is opened (`av.open(timeout=
+(open, read))`) and cannot be changed afterwards, and closing a container from
+another thread while it reads frees memory under the reader. So the stream is opened
+with a read timeout that serves as a poll interval: a silent read returns with an
+ExitError after that long, the silence is judged against the stream's own frame rate
+(FrameClock, from packet arrivals), and demuxing resumes if it is not too long yet.
+
+The poll interval is the stall limit the previous connection measured (stall_min
+before that), so a healthy stream is never interrupted: FFmpeg checks the interrupt
+before every socket read, and one that lands between an interleaved packet's header
+and its payload breaks the connection (seen as an I/O error and a reconnect). Where
+a silent stream waits, for the next packet's first byte, the interrupt is clean.
+
+FFmpeg's H.264/H.265 parser holds the last frame until the next one starts; the first
+interrupt of a silence hands it over (as a packet, not an error). A packet whose read
+took the whole poll interval is that one: it does not count as an arrival.
 """
 
 from __future__ import annotations
 
+import statistics
+import threading
+import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -13,6 +35,8 @@ import av
 import av.error
 
 from edge.redact import redact_text
+
+SUPPORTED_CODECS = {"h264": "H.264", "hevc": "H.265"}
 
 
 class SourceError(Exception):
@@ -26,13 +50,68 @@ class SourceError(Exception):
 @dataclass(frozen=True, slots=True)
 class SourceOptions:
     open_timeout: float = 10.0
-    read_timeout: float = 10.0
+    read_timeout: float = 10.0  # the longest silence tolerated, whatever the frame rate
+    stall_frames: float = 5.0  # a silence of this many frame intervals is a stall...
+    stall_min: float = 2.0  # ...but never shorter than this
+
+
+class FrameClock:
+    """Arrival times of one connection's video packets: the stream's own frame rate,
+    and how long a silence may last before the stream counts as stalled."""
+
+    WINDOW = 32  # recent gaps kept
+    MIN_GAPS = 8  # gaps needed before the rate is trusted
+
+    def __init__(self, options: SourceOptions, poll: float | None = None, now: float | None = None) -> None:
+        self._options = options
+        self.poll = poll or options.stall_min  # the connection's read timeout
+        self._gaps: deque[float] = deque(maxlen=self.WINDOW)
+        self._last = time.monotonic() if now is None else now
+        self._seen = False
+
+    def tick(self, now: float) -> None:
+        """A video packet arrived."""
+        if self._seen:
+            self._gaps.append(now - self._last)
+        self._last, self._seen = now, True
+
+    def fps(self) -> float | None:
+        """Frames per second from the median gap (the burst of probed packets at the start
+        and the odd late frame do not move it); None until enough frames arrived."""
+        if len(self._gaps) < self.MIN_GAPS:
+            return None
+        median = statistics.median(self._gaps)
+        return 1.0 / median if median > 1e-3 else None
+
+    def limit(self) -> float:
+        """The longest silence allowed: several frame intervals, within [stall_min, read_timeout]."""
+        fps = self.fps()
+        ceiling = self._options.read_timeout
+        if fps is None:
+            return ceiling
+        return min(ceiling, max(self._options.stall_min, self._options.stall_frames / fps))
+
+    def measured_limit(self) -> float | None:
+        """The stall limit from this connection's frame rate, once it is known."""
+        return self.limit() if self.fps() is not None else None
+
+    def check(self, now: float) -> None:
+        """Raise a SourceError when the stream has been silent for too long."""
+        silence = now - self._last
+        if silence <= self.limit():
+            return
+        fps = self.fps()
+        rate = f" (stream runs at {fps:.1f} fps)" if fps is not None else ""
+        waited = "no frame" if self._seen else "no first frame"
+        raise SourceError(f"stalled: {waited} for {silence:.1f} s{rate}")
 
 
 def _describe(exc: BaseException, url: str) -> SourceError:
     """Turn a PyAV/OS exception into words a person can act on, credentials masked."""
-    if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
-        return SourceError("camera refused the credentials (401/403): check user and password", fatal=True)
+    if isinstance(exc, av.error.HTTPUnauthorizedError):
+        return SourceError("authentication failed (401): check the user and password in the URL", fatal=True)
+    if isinstance(exc, av.error.HTTPForbiddenError):
+        return SourceError("access denied (403): this user may not view the stream", fatal=True)
     if isinstance(exc, av.error.HTTPNotFoundError):
         return SourceError("stream path not found on the camera (404)", fatal=True)
     if isinstance(exc, ConnectionRefusedError):
@@ -43,8 +122,10 @@ def _describe(exc: BaseException, url: str) -> SourceError:
     return SourceError(redact_text(text, [url]))
 
 
-def open_stream(url: str, options: SourceOptions) -> av.container.InputContainer:
-    """Open `url` with short probing (0.4-0.8 s to first frame instead of ~5 s)."""
+def open_stream(url: str, options: SourceOptions, poll: float) -> av.container.InputContainer:
+    """Open `url` with short probing (0.4-0.8 s to first frame instead of ~5 s).
+
+    `poll` is how long a silent read waits before the stall check (FrameClock.poll)."""
     try:
         return av.open(
             url,
@@ -53,42 +134,65 @@ def open_stream(url: str, options: SourceOptions) -> av.container.InputContainer
                 "analyzeduration": "1000000",
                 "probesize": "32768",
             },
-            timeout=(options.open_timeout, options.read_timeout),
+            timeout=(options.open_timeout, poll),
         )
     except Exception as exc:  # noqa: BLE001 - every failure becomes a worded SourceError
         raise _describe(exc, url) from exc
 
 
 def select_streams(container: av.container.InputContainer) -> tuple[av.VideoStream, av.AudioStream | None]:
-    """The first video stream (required, H.264/H.265/MJPEG) and the first audio stream, if any."""
+    """The first video stream (required, H.264 or H.265: what MP4 segments and browsers
+    take as sent) and the first audio stream, if any."""
     if not container.streams.video:
         raise SourceError("the stream has no video track", fatal=True)
     video = container.streams.video[0]
-    if video.codec_context.name not in ("h264", "hevc", "mjpeg", "mpeg4"):
-        raise SourceError(f"unsupported video codec {video.codec_context.name!r}", fatal=True)
+    codec = video.codec_context.name
+    if codec not in SUPPORTED_CODECS:
+        wanted = " or ".join(SUPPORTED_CODECS.values())
+        raise SourceError(f"unsupported codec {codec}: set the camera to {wanted}", fatal=True)
     video.thread_type = "SLICE"  # one thread per stream: many small streams share the cores
     audio = container.streams.audio[0] if container.streams.audio else None
     return video, audio
 
 
 def demux_packets(
-    container: av.container.InputContainer, streams: list[av.stream.Stream], url: str
+    container: av.container.InputContainer,
+    streams: list[av.stream.Stream],
+    url: str,
+    clock: FrameClock,
+    stop: threading.Event | None = None,
 ) -> Iterator[av.Packet]:
-    """Packets of `streams` until the stream fails; always ends with a SourceError."""
-    try:
-        for packet in container.demux(streams):
-            if packet.size:
+    """Packets of `streams` (the video stream first) until the stream fails or stalls
+    (judged by `clock`) or `stop` is set; always ends with a SourceError."""
+    video = streams[0]
+    while True:
+        asked = time.monotonic()
+        try:
+            for packet in container.demux(streams):
+                now = time.monotonic()
+                if not packet.size:
+                    continue
+                if packet.stream is video and now - asked < clock.poll:
+                    clock.tick(now)
+                else:  # sound alone does not make a camera, nor a frame the interrupt flushed
+                    clock.check(now)
                 yield packet
-    except SourceError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise _describe(exc, url) from exc
-    raise SourceError("the camera ended the stream")
+                asked = time.monotonic()
+        except av.error.ExitError:  # the read timeout (poll interval) passed without a packet
+            if stop is not None and stop.is_set():
+                raise SourceError("stopping") from None
+            clock.check(time.monotonic())
+            continue
+        except SourceError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise _describe(exc, url) from exc
+        raise SourceError("the camera ended the stream")
 
 
 def decode(packet: av.Packet) -> list[av.VideoFrame]:
     """Decode one packet; a corrupt packet costs its frame, not the stream."""
     try:
         return packet.decode()
-    except av.error.InvalidDataError:
+    except av.error.FFmpegError:  # corrupted data: the decoder resyncs at the next good slice
         return []

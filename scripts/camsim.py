@@ -345,7 +345,9 @@ class JpegCamera(GstRtspServer.RTSPMediaFactory):
         self.name = name
         self.set_shared(True)
         self.set_launch(
-            f"( videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 "
+            # RTP/JPEG (RFC 2435) carries 4:2:0 or 4:2:2 only: I420 in, or rtpjpegpay drops every frame.
+            "( videotestsrc is-live=true pattern=ball "
+            f"! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 "
             "! jpegenc quality=50 ! rtpjpegpay name=pay0 pt=26 )"
         )
 
