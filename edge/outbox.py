@@ -13,13 +13,21 @@ Open events: every `start` and `update` also records its event as open, in the s
 transaction, and its `end` removes it. Whatever is still open when the daemon starts
 again was cut off by a crash or a power cut; the daemon then sends its `end` (SPEC:
 every started event ends).
+
+A dead disk degrades durability, never delivery. A message the disk refuses (full,
+read-only, I/O error) waits in memory, is published from there like any row (after
+the stored ones, so order holds) and is written when the disk takes writes again. An
+acknowledged row the disk will not let us delete is remembered and not sent again. If
+the database cannot even be opened at start, the outbox runs in memory and tries the
+file again every 30 s, moving what it holds there once it can. Each of these states is
+one log line when it begins and one when it ends.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
-import json
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -81,44 +89,74 @@ class OpenEvent:
 
 # A queued message, and what it does to the open-events table (None: nothing).
 _Pending = tuple[str, bytes, int, bool, Kind, dict[str, object] | None]
+_MEMORY_IDS = 1 << 62  # seqs of messages held in memory: never a database rowid
+REOPEN_EVERY_S = 30.0
+
+
+def _connect(path: Path | None) -> sqlite3.Connection:
+    """The outbox database at `path` (None: in memory), schema in place."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path) if path is not None else ":memory:", isolation_level=None, check_same_thread=False)
+    try:
+        if path is not None:
+            db.execute("PRAGMA journal_mode=WAL")
+            # Small, truncated WAL: it must never be what fills a small disk.
+            db.execute("PRAGMA wal_autocheckpoint=64")
+            db.execute("PRAGMA journal_size_limit=262144")
+            # FULL: an event is on disk before put() returns, so a power cut or kill -9
+            # loses none. Writes are rare (events, not frames), so the SD card is spared.
+            db.execute("PRAGMA synchronous=FULL")
+        db.executescript(_SCHEMA)
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
 
 
 class Outbox:
     """SQLite (WAL) queue of messages bound for the broker. Used from one thread."""
 
     def __init__(self, path: Path, max_bytes: int = 100_000_000) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # Small, truncated WAL: it must never be what fills a small disk.
-        self._db.execute("PRAGMA wal_autocheckpoint=64")
-        self._db.execute("PRAGMA journal_size_limit=262144")
-        # FULL: an event is on disk before put() returns, so a power cut or kill -9
-        # loses none. Writes are rare (events, not frames), so the SD card is spared.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._path = path
         self._max_bytes = max_bytes
         self.dropped = 0
-        self._spill: list[_Pending] = []
-        self._spill_logged = False
         self._log = get_logger(component="outbox")
-        self._bytes = int(self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)),0) FROM outbox").fetchone()[0])
+        self._spill: list[tuple[int, _Pending]] = []  # (memory id, message) the disk refused
+        self._next_memory_id = _MEMORY_IDS
+        self._spill_logged = False
+        self._acked_unsaved: set[int] = set()  # acknowledged rows the disk would not let us delete
+        self._retry_at = 0.0
+        try:
+            self._db = _connect(path)
+            self.durable = True
+        except (sqlite3.Error, OSError) as exc:
+            self._log.error("outbox_in_memory", error=str(exc), retry_every_s=REOPEN_EVERY_S)
+            self._db = _connect(None)
+            self.durable = False
+            self._retry_at = time.monotonic() + REOPEN_EVERY_S
+        self._bytes = self._stored_bytes()
+
+    def _stored_bytes(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)),0) FROM outbox").fetchone()[0])
 
     def put(self, topic: str, payload: bytes | str, qos: int, retain: bool, kind: Kind) -> None:
-        """Store a message durably (committed before this returns).
-
-        If the disk cannot take it (full, read-only), the message waits in memory and
-        is written, in order, by the next put or peek that succeeds."""
+        """Store a message durably (committed before this returns); if the disk refuses
+        it, it waits in memory (see the module notes)."""
         data = payload.encode() if isinstance(payload, str) else payload
-        self._spill.append((topic, data, qos, retain, kind, None))
-        self._flush_spill()
+        self._hold((topic, data, qos, retain, kind, None))
 
     def put_event(self, topic: str, event: dict[str, object], kind: Kind) -> None:
         """Queue an event message (QoS 1) and, atomically with it, mark its event open
         (`start`, `update`) or closed (`end`)."""
         data = json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
-        self._spill.append((topic, data, 1, False, kind, event))
+        self._hold((topic, data, 1, False, kind, event))
+
+    def _hold(self, message: _Pending) -> None:
+        self._spill.append((self._next_memory_id, message))
+        self._next_memory_id += 1
         self._flush_spill()
+        self._bound_spill()
 
     def touch_open(self, camera: str, t: float) -> None:
         """The camera's open event is still alive at `t` (its end, after a crash, is no
@@ -126,8 +164,8 @@ class Outbox:
         try:
             with self._db:
                 self._db.execute("UPDATE open_events SET last_seen = MAX(last_seen, ?) WHERE camera = ?", (t, camera))
-        except sqlite3.Error as exc:
-            self._log.warning("outbox_touch_failed", error=str(exc))
+        except sqlite3.Error:
+            pass  # the disk is already reported by whichever write failed first
 
     def open_events(self) -> list[OpenEvent]:
         """Events started but never ended, oldest first."""
@@ -135,16 +173,30 @@ class Outbox:
         return [OpenEvent(json.loads(bytes(r[0])), float(r[1])) for r in rows]
 
     def _flush_spill(self) -> None:
+        """Write what waits in memory, in order, for as long as the disk takes it."""
         while self._spill:
             try:
-                self._insert(*self._spill[0])
+                self._insert(*self._spill[0][1])
             except sqlite3.Error as exc:
                 if not self._spill_logged:
                     self._log.error("outbox_write_failed", error=str(exc), waiting_in_memory=len(self._spill))
                     self._spill_logged = True
                 return
             self._spill.pop(0)
-            self._spill_logged = False
+            if self._spill_logged and not self._spill:
+                self._log.info("outbox_write_recovered")
+                self._spill_logged = False
+
+    def _bound_spill(self) -> None:
+        """Memory obeys the same bound and drop order as the disk."""
+        held = sum(len(m[1]) for _i, m in self._spill)
+        for kind in _DROP_ORDER:
+            for entry in [e for e in self._spill if e[1][4] is kind]:
+                if held <= self._max_bytes:
+                    return
+                self._spill.remove(entry)
+                held -= len(entry[1][1])
+                self.dropped += 1
 
     def _insert(
         self, topic: str, data: bytes, qos: int, retain: bool, kind: Kind, event: dict[str, object] | None
@@ -189,37 +241,83 @@ class Outbox:
                 self._bytes -= row[0]
                 self.dropped += 1
 
+    def _reopen(self) -> None:
+        """In memory since start: try the file again; once it opens, move everything there."""
+        if self.durable or time.monotonic() < self._retry_at:
+            return
+        self._retry_at = time.monotonic() + REOPEN_EVERY_S
+        try:
+            disk = _connect(self._path)
+            with disk:
+                for row in self._db.execute(
+                    "SELECT topic, payload, qos, retain, kind, created FROM outbox ORDER BY seq"
+                ):
+                    disk.execute(
+                        "INSERT INTO outbox (topic, payload, qos, retain, kind, created) VALUES (?,?,?,?,?,?)", row
+                    )
+                for row in self._db.execute("SELECT event_id, camera, payload, last_seen FROM open_events"):
+                    disk.execute("INSERT OR REPLACE INTO open_events VALUES (?,?,?,?)", row)
+        except (sqlite3.Error, OSError):
+            return
+        self._db.close()
+        self._db, self.durable = disk, True
+        self._bytes = self._stored_bytes()
+        self._log.info("outbox_durable", path=str(self._path), pending=self.pending)
+
     def peek(self, limit: int = 32, after: int = 0) -> list[Message]:
-        """The oldest pending messages with seq > after, in order."""
+        """The oldest pending messages with seq > after, in order: stored rows first,
+        then those waiting in memory (they are newer)."""
+        self._reopen()
         self._flush_spill()
         rows = self._db.execute(
             "SELECT seq, topic, payload, qos, retain, kind FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after, limit),
+            (after, limit + len(self._acked_unsaved)),
         ).fetchall()
-        return [Message(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), Kind(r[5])) for r in rows]
+        found = [
+            Message(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), Kind(r[5]))
+            for r in rows
+            if r[0] not in self._acked_unsaved
+        ][:limit]
+        for memory_id, (topic, data, qos, retain, kind, _event) in self._spill:
+            if len(found) >= limit:
+                break
+            if memory_id > after:
+                found.append(Message(memory_id, topic, data, qos, retain, kind))
+        return found
 
     def ack(self, seqs: list[int]) -> None:
         """Remove messages the broker acknowledged."""
-        if not seqs:
+        in_memory = {s for s in seqs if s >= _MEMORY_IDS}
+        if in_memory:
+            self._spill = [e for e in self._spill if e[0] not in in_memory]
+        stored = [s for s in seqs if s < _MEMORY_IDS] + sorted(self._acked_unsaved)
+        if not stored:
             return
-        marks = ",".join("?" * len(seqs))
+        marks = ",".join("?" * len(stored))
         try:
             with self._db:
                 removed = self._db.execute(
-                    f"DELETE FROM outbox WHERE seq IN ({marks}) RETURNING LENGTH(payload)", seqs
+                    f"DELETE FROM outbox WHERE seq IN ({marks}) RETURNING LENGTH(payload)", stored
                 ).fetchall()
-        except sqlite3.Error as exc:  # sent again later: delivery is at-least-once
-            self._log.warning("outbox_ack_failed", error=str(exc))
+        except sqlite3.Error as exc:
+            if not self._acked_unsaved:
+                self._log.warning("outbox_ack_deferred", error=str(exc))
+            self._acked_unsaved.update(stored)  # not sent again; deleted when the disk allows
             return
         self._bytes -= sum(r[0] for r in removed)
+        self._acked_unsaved.clear()
 
     @property
     def pending(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]) + len(self._spill)
+        try:
+            stored = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        except sqlite3.Error:
+            stored = len(self._acked_unsaved)
+        return stored - len(self._acked_unsaved) + len(self._spill)
 
     @property
     def pending_bytes(self) -> int:
-        return self._bytes
+        return self._bytes + sum(len(m[1]) for _i, m in self._spill)
 
     def close(self) -> None:
         self._db.close()

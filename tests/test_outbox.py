@@ -85,3 +85,53 @@ def test_touch_keeps_the_latest_sign_of_life_of_a_camera_s_open_event(tmp_path: 
     box.touch_open("cam", first + 10)  # never backwards
     box.touch_open("nobody", first + 99)
     assert box.open_events()[0].last_seen == first + 30
+
+
+def test_a_disk_that_refuses_writes_delays_durability_not_delivery(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite")
+    box.put("t/events", "stored", 1, False, Kind.EVENT)
+    box._db.execute("PRAGMA query_only=ON")  # the disk refuses every write from here on
+    box.put("t/events", "held", 1, False, Kind.EVENT)
+    box.put("t/health", "h", 1, True, Kind.STATE)
+    batch = box.peek(10)
+    assert [m.payload for m in batch] == [b"stored", b"held", b"h"]  # stored first: order holds
+    assert box.pending == 3
+    box.ack([m.seq for m in batch])  # the stored row cannot be deleted ...
+    assert box.peek(10) == [] and box.pending == 0  # ... but is not sent again
+    box._db.execute("PRAGMA query_only=OFF")  # the disk takes writes again
+    box.put("t/events", "later", 1, False, Kind.EVENT)
+    [later] = box.peek(10)
+    assert later.payload == b"later"
+    box.ack([later.seq])
+    box.close()
+    assert Outbox(tmp_path / "o.sqlite").peek(10) == []  # the deferred delete happened
+
+
+def test_an_outbox_that_cannot_open_runs_in_memory_and_moves_to_disk_when_it_can(tmp_path: Path) -> None:
+    blocked = tmp_path / "data"
+    blocked.write_text("a file where the data directory should be")
+    box = Outbox(blocked / "o.sqlite")
+    assert not box.durable
+    box.put_event("t/events", _event("start"), Kind.EVENT)
+    box.put("t/events", "second", 1, False, Kind.EVENT)
+    assert [m.payload for m in box.peek(10)][1:] == [b"second"]
+    blocked.unlink()
+    box._retry_at = 0.0  # the 30 s retry timer, run out
+    first = box.peek(1)
+    assert box.durable and (blocked / "o.sqlite").exists()
+    box.ack([m.seq for m in first])
+    box.close()
+    again = Outbox(blocked / "o.sqlite")
+    assert [m.payload for m in again.peek(10)] == [b"second"]
+    assert [e.payload["id"] for e in again.open_events()] == ["cam-1"]
+
+
+def test_memory_held_messages_obey_the_bound_and_never_drop_starts_or_ends(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite", max_bytes=1000)
+    box._db.execute("PRAGMA query_only=ON")
+    for i in range(20):
+        box.put(f"t/events/{i}/thumbnail", b"x" * 200, 1, False, Kind.THUMBNAIL)
+        box.put_event("t/events", _event("start", f"cam-{i}"), Kind.EVENT)
+    kinds = [m.kind for m in box.peek(100)]
+    assert kinds.count(Kind.EVENT) == 20 and kinds.count(Kind.THUMBNAIL) < 20
+    assert box.dropped == 20 - kinds.count(Kind.THUMBNAIL)

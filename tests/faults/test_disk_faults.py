@@ -164,11 +164,6 @@ def test_data_dir_turns_read_only_while_recording_then_recovers(
     assert recovered["failures"] >= 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the outbox to fall back to memory when data_dir cannot be written (edge/app.py, "
-    "Daemon.__init__, the lead's part): today Outbox() raises 'unable to open database file'",
-)
 def test_daemon_starts_degraded_on_a_read_only_data_dir_and_recovers(
     tmp_path: Path, small_disk: Path, broker: Mosquitto, cameras: CameraSimulator
 ) -> None:
@@ -218,7 +213,7 @@ def test_full_disk_frees_footage_says_so_once_and_recovers(
     the oldest footage; once there is none left, the disk status says it is full, once.
 
     Read from stats, which bypass the outbox (on a full disk the outbox cannot store the
-    health answer: see the xfail test below)."""
+    health answer: see the test below)."""
     config = _config(tmp_path, small_disk, broker, cameras)
     with MqttCapture(broker.host, broker.port, (f"{P}/#",)) as capture, DaemonProcess(config) as daemon:
         deadline = time.monotonic() + 30
@@ -247,11 +242,6 @@ def test_full_disk_frees_footage_says_so_once_and_recovers(
     assert unexpected == [], unexpected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the outbox (the lead's part) to publish from memory what it cannot store, and not to re-send "
-    "rows whose ack it cannot delete in a hot loop (thousands of outbox_ack_failed lines a minute)",
-)
 def test_full_disk_health_is_still_answered_without_a_log_flood(
     tmp_path: Path, small_disk: Path, broker: Mosquitto, cameras: CameraSimulator
 ) -> None:
