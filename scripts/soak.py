@@ -210,7 +210,7 @@ def run_faults(rig: Rig, args: argparse.Namespace, started: float, log: list[Fau
     while True:
         wait = rng.uniform(0.5, 1.5) * args.outage_every
         room = end - time.monotonic() - wait - 10  # every fault is over 10 s before the end
-        if room < 5:
+        if room < 10:  # the shortest fault (a broker outage) would not fit
             break
         time.sleep(wait)
         fault = next_fault(rng, cameras, round(time.monotonic() - started, 1), room)
@@ -243,6 +243,15 @@ def queued_events(outbox: Path) -> set[EventKey]:
     return found
 
 
+def log_counts(daemon: DaemonProcess) -> dict[str, int]:
+    lines = daemon.logs()
+    return {
+        "log_lines": len(lines),
+        "log_warnings": sum(1 for line in lines if line.get("level") in ("warning", "error", "critical")),
+        "log_not_json": sum(1 for line in lines if line.get("event") == "non_json_output"),
+    }
+
+
 @dataclass
 class Report:
     cameras: int
@@ -268,6 +277,9 @@ class Report:
     threads_end: int
     per_minute: list[dict[str, Any]]
     daemon_exit_code: int | None
+    log_lines: int
+    log_warnings: int  # warning, error and critical lines
+    log_not_json: int  # lines on stdout/stderr that are not structlog JSON
     log_path: str
     problems: list[str] = field(default_factory=list)
 
@@ -374,6 +386,7 @@ def soak(args: argparse.Namespace, work: Path) -> Report:
         per_minute=[asdict(s) for s in sampler.samples],
         daemon_exit_code=code,
         log_path=str(daemon.log_path),
+        **log_counts(daemon),
         problems=problems,
         **result,
     )
@@ -400,6 +413,7 @@ def print_report(r: Report) -> None:
     for s in r.per_minute:
         print(f"  t={s['t_s']:7.1f} s  rss={s['rss_bytes'] * mb:7.1f} MB  fds={s['fds']:4d}  threads={s['threads']}")
     print(f"daemon exit code: {r.daemon_exit_code}; log: {r.log_path}")
+    print(f"log: {r.log_lines} lines, {r.log_warnings} warnings/errors, {r.log_not_json} not JSON")
     for problem in r.problems:
         print(f"problem: {problem}")
     print("OK" if r.ok else "FAILED")
