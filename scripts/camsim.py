@@ -249,6 +249,7 @@ class LoopingCamera(GstRtspServer.RTSPMediaFactory):
         self.stalled = False
         self.active = 0  # the branch that is sent
         self.pending: int | None = None  # the branch to send from its next key frame
+        self.switch_dts: int | None = None  # ...which is this one: from here on, no more of the old
         self.corrupt_share = 0.0
         self.corrupt_until = 0.0
         self._rng = random.Random(hashlib.sha1(name.encode()).digest())
@@ -271,7 +272,7 @@ class LoopingCamera(GstRtspServer.RTSPMediaFactory):
         for i, clip in enumerate(self.clips):
             state = {"n": 0, "need_key": i != self.active, "pushing": False}
             parse = pipeline.get_by_name(f"parse{i}").get_static_pad("src")
-            parse.add_probe(Gst.PadProbeType.BUFFER, self._stamp, clip, state)
+            parse.add_probe(Gst.PadProbeType.BUFFER, self._stamp, i, clip, state)
             # The gate sits after the pacing so a stalled (or unselected) branch's clock keeps running.
             pace = pipeline.get_by_name(f"pace{i}").get_static_pad("src")
             pace.add_probe(Gst.PadProbeType.BUFFER, self._gate, i, state)
@@ -287,10 +288,12 @@ class LoopingCamera(GstRtspServer.RTSPMediaFactory):
         self.corrupt_share = share
         self.corrupt_until = time.monotonic() + seconds
 
-    @staticmethod
-    def _stamp(_pad: Gst.Pad, info: Gst.PadProbeInfo, clip: Clip, state: dict) -> Gst.PadProbeReturn:
+    def _stamp(self, _pad: Gst.Pad, info: Gst.PadProbeInfo, branch: int, clip: Clip, state: dict) -> Gst.PadProbeReturn:
         """One buffer is one access unit (alignment=au): frame n decodes at n / fps and
-        is shown at (n + its B-frame offset) / fps."""
+        is shown at (n + its B-frame offset) / fps.
+
+        Stamping runs a frame ahead of the pacing, so a pending switch is decided here, at
+        the new clip's key frame, before either branch reaches the gate with that time."""
         buf = info.get_buffer()
         n = state["n"]
         step, num = Gst.SECOND * clip.fps.denominator, clip.fps.numerator
@@ -299,13 +302,17 @@ class LoopingCamera(GstRtspServer.RTSPMediaFactory):
         buf.pts = slot * step // num
         buf.duration = (slot + 1) * step // num - buf.pts
         state["n"] = n + 1
+        if self.pending == branch and self.switch_dts is None and not buf.has_flags(Gst.BufferFlags.DELTA_UNIT):
+            self.switch_dts = buf.dts
         return Gst.PadProbeReturn.OK
 
-    def _selected(self, branch: int, key: bool) -> bool:
-        """Whether `branch` is the one sent; a pending switch happens at the new branch's key frame."""
-        if self.pending == branch and key:
-            self.active, self.pending = branch, None
-        return self.active == branch
+    def _selected(self, branch: int, dts: int) -> bool:
+        """Whether `branch` is the one sent: the old one up to the switch time, the new one from it."""
+        if self.pending == branch and self.switch_dts is not None and dts >= self.switch_dts:
+            self.active, self.pending, self.switch_dts = branch, None, None
+        if self.active != branch:
+            return False
+        return self.switch_dts is None or dts < self.switch_dts
 
     def _gate(self, pad: Gst.Pad, info: Gst.PadProbeInfo, branch: int, state: dict) -> Gst.PadProbeReturn:
         """Drop what is not sent; after a gap, restart at a key frame so decoding restarts cleanly."""
@@ -313,7 +320,7 @@ class LoopingCamera(GstRtspServer.RTSPMediaFactory):
             return Gst.PadProbeReturn.OK
         buf = info.get_buffer()
         key = not buf.has_flags(Gst.BufferFlags.DELTA_UNIT)
-        if self.stalled or not self._selected(branch, key):
+        if self.stalled or not self._selected(branch, buf.dts):
             state["need_key"] = True
             return Gst.PadProbeReturn.DROP
         if state["need_key"]:

@@ -1,5 +1,6 @@
 """The camera simulator serves real, looping, live-paced RTSP H.264 streams that several
-clients can share, that come back after a reconnect or a restart, and that can stall."""
+clients can share, that come back after a reconnect or a restart, and that can stall,
+change resolution, send corrupted frames, want a password or send MJPEG."""
 
 from __future__ import annotations
 
@@ -81,10 +82,58 @@ def bframes_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sim(clip: Path, bframes_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CameraSimulator]:
-    mounts = {"loop": clip, "shared": clip, "stalling": clip, "bframes": bframes_clip}
-    with CameraSimulator(mounts, cache_dir=tmp_path_factory.mktemp("camsim")) as running:
+def small_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same scene at half the size: a camera's other resolution."""
+    clips = ensure_clips(
+        tmp_path_factory.mktemp("small"), kinds=("walkers",), width=WIDTH // 2, height=HEIGHT // 2, fps=FPS, seconds=4
+    )
+    return clips["walkers"]
+
+
+@pytest.fixture(scope="module")
+def sim(
+    clip: Path, bframes_clip: Path, small_clip: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CameraSimulator]:
+    mounts = {
+        "loop": clip,
+        "shared": clip,
+        "stalling": clip,
+        "bframes": bframes_clip,
+        "switching": clip,
+        "corrupting": clip,
+        "locked": clip,
+    }
+    with CameraSimulator(
+        mounts,
+        cache_dir=tmp_path_factory.mktemp("camsim"),
+        alternates={"switching": small_clip},
+        auth={"locked": ("viewer", "pa:ss@word")},
+        mjpeg=["jpeg"],
+    ) as running:
         yield running
+
+
+def read_tolerant(url: str, seconds: float) -> tuple[list[Received], int]:
+    """Like read(), but a packet that does not decode is counted, not raised."""
+    got: list[Received] = []
+    errors = 0
+    deadline = time.monotonic() + seconds
+    with av.open(url, options=OPTIONS, timeout=(5, 5)) as container:
+        for packet in container.demux(video=0):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                errors += 1
+                continue
+            now = time.monotonic()
+            got.extend(Received(now, f.pts, f.key_frame, (f.width, f.height), f) for f in frames)
+            if now > deadline:
+                break
+    return got, errors
+
+
+def _gray(received: Received) -> np.ndarray:
+    return received.frame.to_ndarray(format="gray")
 
 
 def test_stream_loops_live_with_monotonic_timestamps(sim: CameraSimulator) -> None:
@@ -184,3 +233,65 @@ def test_restart_on_the_same_port(clip: Path, tmp_path: Path) -> None:
         sim.start()
         assert sim.port == port and sim.urls["cam"] == url
         assert len(read(url, 1.5)) >= 5
+
+
+def test_switch_changes_resolution_at_a_key_frame_in_the_same_session(sim: CameraSimulator) -> None:
+    thread, got = read_in_thread(sim.urls["switching"], 7.0)
+    time.sleep(2.5)
+    switched_at = time.monotonic()
+    sim.switch("switching")
+    thread.join(15)
+    sizes = [r.size for r in got]
+    first_small = sizes.index((WIDTH // 2, HEIGHT // 2))
+    # One resolution, then the other from a key frame on, without going back or a gap.
+    assert set(sizes[:first_small]) == {(WIDTH, HEIGHT)} and set(sizes[first_small:]) == {(WIDTH // 2, HEIGHT // 2)}
+    assert got[first_small].key and got[first_small].at - switched_at < 2.6
+    gaps = np.diff([r.at for r in got[3:]])
+    assert gaps.max() < 0.6, gaps.max()
+    pts = [r.pts for r in got[1:]]
+    assert all(b - a == TICKS for a, b in zip(pts, pts[1:], strict=False)), pts  # the clock goes on
+    sim.switch("switching")  # and back, from the big clip's next key frame
+    assert {r.size for r in read(sim.urls["switching"], 3.0)} == {(WIDTH, HEIGHT)}
+
+
+def test_corrupt_spoils_frames_for_a_while_and_the_stream_goes_on(sim: CameraSimulator) -> None:
+    result: list[tuple[list[Received], int]] = []
+    thread = threading.Thread(target=lambda: result.append(read_tolerant(sim.urls["corrupting"], 11.5)), daemon=True)
+    thread.start()
+    time.sleep(1.5)
+    sim.corrupt("corrupting", 1.0, 1.0)
+    thread.join(20)
+    got, _errors = result[0]
+    # Frame n + LOOP is frame n again: the same bytes unless they were corrupted in between.
+    assert len(got) > LOOP + 15
+    same = [np.array_equal(_gray(got[n]), _gray(got[n + LOOP])) for n in range(len(got) - LOOP)]
+    bad = [n for n, ok in enumerate(same) if not ok]
+    assert len(bad) >= 4 and bad == list(range(bad[0], bad[-1] + 1)), same  # for a while, in one run
+    assert bad[0] >= 3, same  # not before the command
+    # Clean again from the next key frame after the corruption ended.
+    assert len(same) - bad[-1] > 2 and got[bad[-1] + 1].key, same
+    gaps = np.diff([r.at for r in got[3:]])
+    assert gaps.max() < 0.6  # frames kept coming: corruption is not a stall
+
+
+def test_password_mount_wants_its_credentials_and_others_stay_open(sim: CameraSimulator) -> None:
+    for url in (sim.urls["locked"], sim.url_with("locked", "viewer", "wrong")):
+        with pytest.raises(av.error.HTTPUnauthorizedError):
+            read(url, 0.5)
+    assert len(read(sim.url_with("locked", "viewer", "pa:ss@word"), 1.0)) >= 3
+    assert len(read(sim.urls["loop"], 1.0)) >= 3  # no credentials needed elsewhere
+
+
+def test_mjpeg_mount_sends_live_jpeg(sim: CameraSimulator) -> None:
+    with av.open(sim.urls["jpeg"], options=OPTIONS, timeout=(5, 5)) as container:
+        assert container.streams.video[0].codec_context.name == "mjpeg"
+    got = read(sim.urls["jpeg"], 3.0)
+    assert {r.size for r in got} == {(320, 240)} and len(got) >= 8
+    pts = [r.pts for r in got[1:]]
+    assert all(b - a == TICKS for a, b in zip(pts, pts[1:], strict=False)), pts  # live, at 5 fps
+
+
+def test_bad_commands_are_refused(sim: CameraSimulator) -> None:
+    for bad in (lambda: sim.switch("loop"), lambda: sim.corrupt("loop", 2.0, 1.0), lambda: sim.stall("nosuch")):
+        with pytest.raises(ValueError):
+            bad()
