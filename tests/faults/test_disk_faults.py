@@ -17,11 +17,14 @@ from harness.broker import Mosquitto
 from harness.camsim import CameraSimulator
 from harness.daemon import DaemonProcess, write_config
 from harness.mounts import (
+    can_fake_ext4_errors,
     is_root,
     make_read_only_under_writers,
     make_writable_again,
+    mount_ext4_image,
     mount_tmpfs,
     remount,
+    trigger_ext4_error,
     unmount_all,
 )
 from harness.mqtt_capture import MqttCapture
@@ -254,3 +257,37 @@ def test_full_disk_health_is_still_answered_without_a_log_flood(
         time.sleep(3)
     lines = [line["event"] for line in daemon.logs() if line.get("level") in ("warning", "error", "critical")]
     assert max(lines.count(event) for event in set(lines)) <= 3, {e: lines.count(e) for e in set(lines)}
+
+
+@pytest.mark.skipif(not can_fake_ext4_errors(), reason="needs loop devices and mkfs.ext4")
+def test_kernel_remounts_the_disk_read_only_under_open_files(
+    tmp_path: Path, broker: Mosquitto, cameras: CameraSimulator
+) -> None:
+    """The real fault: ext4 with errors=remount-ro hits an error, every open file (index,
+    outbox, the segment being written) turns read-only at once. The box keeps streaming,
+    answers health, and events still reach the district from memory."""
+    data = tmp_path / "data"
+    mount_ext4_image(tmp_path / "disk.img", data)
+    try:
+        config = _config(tmp_path, data, broker, cameras)
+        with MqttCapture(broker.host, broker.port, (f"{P}/#",)) as capture, DaemonProcess(config) as daemon:
+            daemon.wait_log("segment_closed", timeout=30)
+            trigger_ext4_error(data)
+            broke_at = time.time()
+            report = _wait_health(capture, lambda r: r["status"] == "failed", timeout=15)
+            assert report["checks"]["disk"] == "recording cannot write: read-only file system", report
+            assert report["checks"]["cameras"] == {"moving": "ok"}
+            # The walkers clip raises an event within ~20 s: it must arrive though nothing can be stored.
+            capture.wait_for(
+                lambda m: m.topic == f"{P}/events" and json.loads(m.payload)["start_time"] > broke_at, timeout=40
+            )
+            stats = _wait_stats(capture, lambda s: s["recording"]["write_errors"] > 0, timeout=15, after=broke_at)
+            assert stats["cameras"]["moving"]["state"] == "streaming"
+            assert daemon.alive
+        assert daemon.proc is not None and daemon.proc.returncode == 0, daemon.log_text()[-3000:]
+        assert len(_events(daemon, "disk_write_failed")) == 1
+        assert [line for line in daemon.logs() if line.get("event") in UNEXPECTED] == []
+        problems = [line["event"] for line in daemon.logs() if line.get("level") in ("warning", "error", "critical")]
+        assert len(problems) == len(set(problems)), problems
+    finally:
+        unmount_all(data)
