@@ -178,8 +178,10 @@ def _first_stall(run: Run, cam: str) -> tuple[float, float, float]:
 def test_stall_is_judged_by_the_streams_own_frame_rate(run: Run) -> None:
     seen, silence, fps = _first_stall(run, "stall")
     assert abs(fps - RATE) <= 0.1 * RATE
-    # 5 fps: the 2 s floor applies, far below the 10 s read timeout.
-    assert 2.0 <= silence <= 3.5 and seen - run.marks["faults"] <= 5.0, (silence, seen - run.marks["faults"])
+    # 5 fps: the 2 s floor applies, far below the 10 s read timeout. Seen in the stats within
+    # 4 s of the stall (2 s and the next stats message), not 4 s plus (the frame FFmpeg's parser
+    # holds, handed over at the first interrupt, is not an arrival).
+    assert 2.0 <= silence <= 3.5 and seen - run.marks["faults"] <= 4.0, (silence, seen - run.marks["faults"])
 
     slow_seen, slow_silence, slow_fps = _first_stall(run, "slow-stall")
     assert abs(slow_fps - 1.0) <= 0.1
