@@ -172,7 +172,7 @@ def heartbeat_probe(
                 stale.append((age, name))
         if not stale:
             return None
-        stale.sort(reverse=True)
+        stale.sort(key=lambda item: (-item[0], item[1]))  # stalest first, then by name
         names = ", ".join(name for _, name in stale[:MAX_NAMES_IN_REASON])
         more = f" (+{len(stale) - MAX_NAMES_IN_REASON} more)" if len(stale) > MAX_NAMES_IN_REASON else ""
         return f"{names}{more}: no heartbeat for {stale[0][0]:.1f} s"
