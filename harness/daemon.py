@@ -56,9 +56,10 @@ def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None) 
 class DaemonProcess:
     """`python -m edge run --config PATH`, its JSON log lines kept in a file."""
 
-    def __init__(self, config_path: Path, log_path: Path | None = None) -> None:
+    def __init__(self, config_path: Path, log_path: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.config_path = config_path
         self.log_path = log_path or config_path.with_suffix(".log")
+        self.env = env  # added to (not replacing) this process's environment
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DaemonProcess:
@@ -69,6 +70,7 @@ class DaemonProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=REPO,
+            env={**os.environ, **self.env} if self.env else None,
         )
         log.close()
         return self
