@@ -68,7 +68,7 @@ class MqttLink:
             tls_context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
             if tls.cert_file:
                 tls_context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             config.host,
             config.port,
             username=config.username,
@@ -79,6 +79,10 @@ class MqttLink:
             tls_context=tls_context,
             will=will,
         )
+        # The outbox drain keeps a batch in flight on purpose (a slow uplink stays busy):
+        # that is not worth aiomqtt's "pending publish calls" warning.
+        client.pending_calls_threshold = 2 * _BATCH
+        return client
 
     def _make_client(self) -> aiomqtt.Client:
         will = aiomqtt.Will(self._topics.status, b"offline", qos=1, retain=True)
