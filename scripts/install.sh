@@ -60,6 +60,7 @@ VENV="$OPT/venv"
 ETC="$ROOT/etc/nvr-edge"
 UNIT_DIR="$ROOT/etc/systemd/system"
 CHANGED=0
+CONFIG_CREATED=0
 
 report() { # report changed|unchanged|skipped WHAT
   [ "$1" = changed ] && CHANGED=1
@@ -127,6 +128,7 @@ if [ -e "$ETC/edge.yaml" ]; then
   report unchanged "$ETC/edge.yaml (kept as it is)"
 else
   install -m 0640 -o 0 -g "$GID" "$SRC/config/edge.example.yaml" "$ETC/edge.yaml"
+  CONFIG_CREATED=1
   report changed "$ETC/edge.yaml (from config/edge.example.yaml: edit it)"
 fi
 
@@ -199,10 +201,16 @@ if [ "$START" = 1 ]; then
   fi
 fi
 
-if [ "$CHANGED" = 1 ]; then
-  echo "install: done. Next: edit $ETC/edge.yaml, check it with"
-  echo "  $VENV/bin/nvr-edge check-config --config $ETC/edge.yaml"
-  echo "then: systemctl start $UNIT; journalctl -u $UNIT -f"
-else
+if [ "$CHANGED" = 0 ]; then
   echo "install: nothing changed"
+  exit 0
 fi
+echo "install: done"
+if [ "$CONFIG_CREATED" = 1 ]; then
+  echo "next: edit $ETC/edge.yaml, then check it with"
+  echo "  $VENV/bin/nvr-edge check-config --config $ETC/edge.yaml"
+fi
+if [ "$START" = 0 ] || [ "$SYSTEMD_RUNNING" = 0 ]; then
+  echo "start it with: systemctl start $UNIT"
+fi
+echo "its log: journalctl -u $UNIT -f"
