@@ -111,7 +111,8 @@ def test_ready_watchdog_stopping_and_a_frozen_daemon_stops_pinging(
         pings = _pings(systemd, ready_at)
         assert len(pings) >= 4, systemd.messages()
         gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
-        assert max(gaps) < PING_EVERY * 1.6, gaps
+        assert max(gaps) < WATCHDOG_USEC / 1e6, gaps  # what systemd requires; every second when idle
+        assert sum(gaps) / len(gaps) < PING_EVERY * 1.3, gaps
 
         # Frozen for longer than WATCHDOG_USEC: systemd would see no ping and restart it.
         assert daemon.proc is not None
@@ -120,10 +121,10 @@ def test_ready_watchdog_stopping_and_a_frozen_daemon_stops_pinging(
         time.sleep(WATCHDOG_USEC / 1e6 + 1.0)
         thawed_at = time.monotonic()
         os.kill(daemon.proc.pid, signal.SIGCONT)
-        # A ping sent just before the stop may be read a little after it.
-        assert _pings(systemd, frozen_at + 0.2, thawed_at) == []
-        resumed_at = systemd.wait_for("WATCHDOG=1", timeout=3 * PING_EVERY, since=thawed_at)
-        assert resumed_at - thawed_at < 2 * PING_EVERY
+        # A ping sent just before the stop may be read a little after it (a loaded machine).
+        assert _pings(systemd, frozen_at + 0.5, thawed_at) == []
+        resumed_at = systemd.wait_for("WATCHDOG=1", timeout=5, since=thawed_at)
+        assert resumed_at - thawed_at < 3 * PING_EVERY
         time.sleep(2 * PING_EVERY + 0.3)
         assert len(_pings(systemd, thawed_at)) >= 2
         assert "STOPPING=1" not in {m for _, m in systemd.messages()}
