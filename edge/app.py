@@ -11,6 +11,7 @@ import json
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from edge.camera import (
@@ -23,13 +24,14 @@ from edge.camera import (
     RecordWorker,
     StreamWorker,
 )
-from edge.config import Config
+from edge.config import CameraConfig, Config, ConfigError
 from edge.health import RateMeter, disk_check, health, stats
 from edge.logs import get_logger
 from edge.mqtt import MAX_COMMAND_BYTES, MqttLink
 from edge.notify import Notifier
 from edge.outbox import Kind, Outbox
 from edge.recordings import Recordings
+from edge.reload import plan_reload
 from edge.topics import Topics
 from edge.watchdog import LoopMonitor, Watchdog
 
@@ -48,8 +50,13 @@ def _json(data: dict[str, Any]) -> bytes:
 class Daemon:
     """Owns the workers, the outbox and the MQTT link for one box."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, reload: Callable[[], Config] | None = None) -> None:
+        """`reload` reads the configuration file again (SIGHUP); it raises ConfigError."""
         self.config = config
+        self._reload_source = reload
+        self._reload_lock = asyncio.Lock()
+        self._sink: Callable[[CameraOutput], None] = lambda _item: None
+        self._camera_configs: dict[str, CameraConfig] = {}  # every camera started: outputs outlive a removal
         self.topics = Topics(config.mqtt.topic_prefix, config.box.id)
         self._log = get_logger(box=config.box.id)
         self._started = time.monotonic()
@@ -90,31 +97,23 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(
-            signal.SIGHUP, lambda: self._log.warning("sighup_ignored", reason="reload not supported yet")
-        )
+        reloads: set[asyncio.Task[None]] = set()
+
+        def on_sighup() -> None:
+            task = loop.create_task(self.reload(), name="reload")
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
 
         def sink(item: CameraOutput) -> None:
             loop.call_soon_threadsafe(self._outputs.put_nowait, item)
 
+        self._sink = sink
         swept = await asyncio.to_thread(self.recordings.start)
         self._close_interrupted_events()
-        for cam_id, cam in self.config.cameras.items():
-            if not cam.enabled:
-                self.statuses[cam_id] = CameraStatus(state=CameraState.DISABLED)
-                continue
-            recorder = self.recordings.recorder_for(cam_id)
-            separate = cam.detect_url is not None and cam.detect_url != cam.url
-            if separate:
-                self.record_workers[cam_id] = RecordWorker(cam_id, cam.url, recorder)
-            worker = CameraWorker(
-                cam_id, cam, self.config.box.id, self.config.events, sink, recorder=None if separate else recorder
-            )
-            self.workers[cam_id] = worker
-            self.statuses[cam_id] = worker.status
-            self._put_state(self.topics.motion(cam_id), b"OFF")  # a crash may have left ON retained
-        for stream_worker in self._all_workers():
-            stream_worker.start()
+        for cam_id in self.config.cameras:
+            self._start_camera(cam_id)
         self._log.info("daemon_started", cameras=len(self.workers), outbox_pending=self.outbox.pending, **swept)
 
         tasks = [
@@ -151,6 +150,73 @@ class Daemon:
         self._log.info("daemon_stopped", outbox_pending=self.outbox.pending)
         self.outbox.close()
         self.recordings.close()
+
+    # -- cameras: start, stop, reload ------------------------------------------------
+    def _start_camera(self, cam_id: str) -> None:
+        """Build and start the worker(s) of one camera (or list it as disabled)."""
+        cam = self.config.cameras[cam_id]
+        if not cam.enabled:
+            self.statuses[cam_id] = CameraStatus(state=CameraState.DISABLED)
+            return
+        self._camera_configs[cam_id] = cam
+        recorder = self.recordings.recorder_for(cam_id)
+        separate = cam.detect_url is not None and cam.detect_url != cam.url
+        started: list[StreamWorker] = []
+        if separate:
+            self.record_workers[cam_id] = RecordWorker(cam_id, cam.url, recorder)
+            started.append(self.record_workers[cam_id])
+        worker = CameraWorker(
+            cam_id, cam, self.config.box.id, self.config.events, self._sink, recorder=None if separate else recorder
+        )
+        self.workers[cam_id] = worker
+        self.statuses[cam_id] = worker.status
+        self._put_state(self.topics.motion(cam_id), b"OFF")  # a crash may have left ON retained
+        for stream_worker in (*started, worker):
+            stream_worker.start()
+
+    async def _stop_camera(self, cam_id: str, reason: str) -> None:
+        """Stop one camera's worker(s): its open event ends with `reason`, its segment is closed."""
+        workers = [w for w in (self.workers.pop(cam_id, None), self.record_workers.pop(cam_id, None)) if w]
+        for stream_worker in workers:
+            stream_worker.stop()
+        for stream_worker in workers:
+            await asyncio.to_thread(stream_worker.join, 3.0)
+        for stream_worker in workers:
+            if isinstance(stream_worker, CameraWorker):
+                stream_worker.close_events(reason)
+        await asyncio.to_thread(self.recordings.retire, cam_id)
+        self.statuses.pop(cam_id, None)
+        self._put_state(self.topics.motion(cam_id), b"OFF")
+
+    async def reload(self) -> None:
+        """SIGHUP: read the file again and apply what changed to the cameras concerned only.
+
+        An invalid file changes nothing: one log line per problem, the running config stays."""
+        if self._reload_source is None:
+            self._log.warning("reload_ignored", reason="no configuration file to read")
+            return
+        async with self._reload_lock:
+            try:
+                loaded = await asyncio.to_thread(self._reload_source)
+            except ConfigError as exc:
+                for problem in exc.problems:
+                    self._log.error("reload_rejected", problem=problem)
+                return
+            plan = plan_reload(self.config, loaded)
+            if plan.needs_restart:
+                self._log.warning("reload_needs_restart", sections=list(plan.needs_restart))
+            for cam_id in plan.stop:
+                await self._stop_camera(cam_id, "reconfigured")
+            self.config = plan.config
+            for cam_id in list(self.statuses):
+                if cam_id not in self.config.cameras:
+                    self.statuses.pop(cam_id)  # a disabled camera that was removed
+            for cam_id in plan.start:
+                self._start_camera(cam_id)
+            for cam_id, cam in self.config.cameras.items():
+                if not cam.enabled:
+                    self.statuses[cam_id] = CameraStatus(state=CameraState.DISABLED)
+            self._log.info("reloaded", stopped=list(plan.stop), started=list(plan.start), cameras=len(self.workers))
 
     def _systemd_tasks(self) -> list[asyncio.Task[None]]:
         """The watchdog and the loop monitor its probe reads; none when systemd asked for no watchdog."""
@@ -231,7 +297,7 @@ class Daemon:
 
     def _publish(self, item: CameraOutput) -> None:
         """The one place where camera data becomes outgoing messages; applies `share`."""
-        share = self.config.cameras[item.camera].share
+        share = self._camera_configs[item.camera].share
         if share == "none":
             return
         images = share == "full"
@@ -343,7 +409,12 @@ class Daemon:
         interval = self.config.mqtt.stats_interval
         while True:
             await asyncio.sleep(interval)
-            await self.link.publish_volatile(self.topics.stats, _json(self.stats_snapshot()), qos=0)
+            try:
+                payload = _json(self.stats_snapshot())
+            except Exception:  # noqa: BLE001 - a bug in one figure must not end stats for good
+                self._log.exception("stats_failed")
+                continue
+            await self.link.publish_volatile(self.topics.stats, payload, qos=0)
 
 
 def _parse_health_request(payload: bytes) -> str | None:

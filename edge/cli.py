@@ -75,8 +75,10 @@ def _cmd_run(path: str) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         runner = asyncio.run
 
+    from edge.config import load_config
+
     async def main() -> None:
-        await Daemon(config).run()
+        await Daemon(config, reload=lambda: load_config(Path(path))).run()
 
     runner(main())
     return EXIT_OK

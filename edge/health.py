@@ -45,6 +45,8 @@ class RateMeter:
     def fps(self, camera: str, status: CameraStatus, now: float) -> tuple[float, float]:
         prev = self._cameras.get(camera)
         self._cameras[camera] = _Sample(now, status.frames_in, status.frames_detect)
+        if prev is not None and status.frames_in < prev.frames_in:
+            prev = None  # the camera was restarted (reload): a new worker counts from zero
         if prev is None:
             span = max(now - status.started_monotonic, 1e-3)
             return status.frames_in / span, status.frames_detect / span

@@ -200,6 +200,12 @@ class Recordings:
         self.recorders[camera] = recorder
         return recorder
 
+    def retire(self, camera: str) -> None:
+        """A camera was removed or reconfigured (reload): close and forget its recorder."""
+        recorder = self.recorders.pop(camera, None)
+        if recorder is not None:
+            recorder.close()
+
     def _segment_done(self, camera: str) -> None:
         self.faults.succeeded(camera)
         self.retention.wake()

@@ -7,7 +7,7 @@ import pytest
 from edge.app import _parse_health_request
 from edge.backoff import Backoff
 from edge.camera import CameraState, CameraStatus
-from edge.health import health
+from edge.health import RateMeter, health
 from edge.topics import Topics
 
 
@@ -60,3 +60,13 @@ def test_health_request_accepted(payload: bytes, expected: str | None) -> None:
 def test_health_request_rejected(payload: bytes) -> None:
     with pytest.raises(ValueError):
         _parse_health_request(payload)
+
+
+def test_rate_meter_survives_a_camera_restarted_by_a_reload() -> None:
+    meter, old = RateMeter(), CameraStatus(started_monotonic=0.0)
+    old.frames_in = 500
+    meter.fps("a", old, 100.0)
+    new = CameraStatus(started_monotonic=100.0)
+    new.frames_in = 10  # the new worker counts from zero
+    fps_in, _ = meter.fps("a", new, 102.0)
+    assert fps_in == 5.0
