@@ -33,13 +33,16 @@ from edge.outbox import Kind, Outbox
 from edge.recordings import Recordings
 from edge.reload import plan_reload
 from edge.topics import Topics
-from edge.watchdog import LoopMonitor, Watchdog
+from edge.watchdog import LoopMonitor, Watchdog, heartbeat_probe
 
 SHUTDOWN_BUDGET_S = 8.0  # SPEC: exit within 10 s of SIGTERM
 HEALTH_POLL_S = 1.0
 OPEN_EVENT_HEARTBEAT_TICKS = 4  # ticks of 0.5 s: an open event's last sign of life is kept to 2 s
 INTERRUPTED = "interrupted"  # `reason` of an end sent after a crash or power cut cut the event off
 MAX_REQUEST_ID_CHARS = 200
+# A worker is never silent this long: its longest wait is one RTSP open or read timeout
+# (10 s each); backing off, it beats every second.
+WORKER_MAX_SILENCE_S = 45.0
 LOOP_MAX_LAG_S = 10.0  # a loop blocked longer breaks the 10 s stop promise: withhold the systemd watchdog
 
 
@@ -87,7 +90,15 @@ class Daemon:
         # systemd (edge/notify.py, edge/watchdog.py): silent without NOTIFY_SOCKET / WATCHDOG_USEC.
         self.notifier = Notifier.from_env()
         self.loop_monitor = LoopMonitor(LOOP_MAX_LAG_S)
-        self.watchdog = Watchdog.from_env(self.notifier, {"event_loop": self.loop_monitor.probe})
+        # Worker name -> its last sign of life; kept in step with the workers (reloads too).
+        self._heartbeats: dict[str, Callable[[], float | None]] = {}
+        self.watchdog = Watchdog.from_env(
+            self.notifier,
+            {
+                "event_loop": self.loop_monitor.probe,
+                "camera_workers": heartbeat_probe(self._heartbeats, WORKER_MAX_SILENCE_S),
+            },
+        )
 
     # -- lifecycle ---------------------------------------------------------------
     def request_stop(self) -> None:
@@ -172,12 +183,14 @@ class Daemon:
         self.statuses[cam_id] = worker.status
         self._put_state(self.topics.motion(cam_id), b"OFF")  # a crash may have left ON retained
         for stream_worker in (*started, worker):
+            self._heartbeats[stream_worker.name] = lambda status=stream_worker.status: status.heartbeat_monotonic
             stream_worker.start()
 
     async def _stop_camera(self, cam_id: str, reason: str) -> None:
         """Stop one camera's worker(s): its open event ends with `reason`, its segment is closed."""
         workers = [w for w in (self.workers.pop(cam_id, None), self.record_workers.pop(cam_id, None)) if w]
         for stream_worker in workers:
+            self._heartbeats.pop(stream_worker.name, None)
             stream_worker.stop()
         for stream_worker in workers:
             await asyncio.to_thread(stream_worker.join, 3.0)

@@ -52,6 +52,9 @@ class CameraStatus:
     width: int = 0
     height: int = 0
     started_monotonic: float = field(default_factory=time.monotonic)
+    # Bumped by the worker thread on every packet, connection attempt and second of
+    # back-off: the systemd watchdog withholds its ping when one goes stale (wedged).
+    heartbeat_monotonic: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,11 @@ class StreamWorker:
         self._log = get_logger(camera=camera_id, role=role, url=redact_url(url))
         self._thread = threading.Thread(target=self._run, name=f"{role}-{camera_id}", daemon=True)
 
+    @property
+    def name(self) -> str:
+        """e.g. "camera-gate-1" or "record-gate-1": names the worker in logs and watchdog reasons."""
+        return self._thread.name
+
     def start(self) -> None:
         self._thread.start()
 
@@ -117,6 +125,7 @@ class StreamWorker:
         first = True
         poll = self._source_options.stall_min  # then the last connection's stall limit, once measured
         while not self._stop.is_set():
+            self.status.heartbeat_monotonic = time.monotonic()
             if not first:
                 self.status.reconnects += 1
             first = False
@@ -145,7 +154,14 @@ class StreamWorker:
             self._log.warning(
                 "camera_down", state=self.status.state.value, error=str(error), retry_in_s=round(delay, 1)
             )
-            self._stop.wait(delay)
+            self._rest(delay)
+
+    def _rest(self, seconds: float) -> None:
+        """Back off for `seconds` (until stop), showing signs of life every second."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            self.status.heartbeat_monotonic = time.monotonic()
+            self._stop.wait(min(1.0, left))
 
     def _streaming(self, backoff: Backoff, width: int, height: int) -> None:
         """The first packet or frame arrived: the camera is up."""
@@ -181,7 +197,7 @@ class RecordWorker(StreamWorker):
             if self.status.state is not CameraState.STREAMING:
                 self._streaming(backoff, video.codec_context.width, video.codec_context.height)
             self.status.frames_in += packet.stream is video
-            self.status.last_frame_monotonic = time.monotonic()
+            self.status.last_frame_monotonic = self.status.heartbeat_monotonic = time.monotonic()
             self.recorder.write(packet)
 
     def _on_down(self, stopping: bool) -> None:
@@ -234,6 +250,7 @@ class CameraWorker(StreamWorker):
         for packet in demux_packets(container, streams, self._url, clock, self._stop):
             if self._stop.is_set():
                 return
+            self.status.heartbeat_monotonic = time.monotonic()
             if packet.stream is video:
                 for frame in decode(packet):
                     if self.status.state is not CameraState.STREAMING:
