@@ -737,9 +737,10 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 
 def password_file_too_open(path: str | os.PathLike[str]) -> bool:
-    """True when group or others may read the password file (worth a warning, not an error)."""
+    """True when everyone on the box may read the password file (worth a warning, not an
+    error). Group read is how the installer shares it with the service (root:nvr-edge 0640)."""
     try:
-        return bool(Path(path).stat().st_mode & (stat.S_IRGRP | stat.S_IROTH))
+        return bool(Path(path).stat().st_mode & stat.S_IROTH)
     except (OSError, ValueError):
         return False
 
@@ -774,5 +775,5 @@ def summary(config: Config) -> str:
     if not config.enabled_cameras:
         lines.append("warning: no camera is enabled")
     if mqtt.password_file and password_file_too_open(mqtt.password_file):
-        lines.append(f"warning: {mqtt.password_file} is readable by group or others (chmod 600 it)")
+        lines.append(f"warning: {mqtt.password_file} is readable by every user (chmod o-r it)")
     return "\n".join(lines)

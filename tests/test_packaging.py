@@ -127,6 +127,9 @@ def _staged_units(tmp_path: Path) -> Path:
     exe.parent.mkdir(parents=True)
     exe.write_text("#!/bin/sh\n")
     exe.chmod(0o755)
+    kill = root / "bin/kill"  # ExecReload's, from the base system (procps)
+    kill.parent.mkdir(parents=True)
+    shutil.copy(shutil.which("kill") or "/bin/kill", kill)
     target = root / "etc/systemd/system/nvr-edge.service"
     target.parent.mkdir(parents=True)
     shutil.copy(UNIT, target)
