@@ -199,6 +199,12 @@ class TlsConfig(_Strict):
         return value
 
 
+def _plain_topic(value: str) -> str:
+    if not value or any(c in value for c in "+#\0") or value.startswith("/") or value.endswith("/"):
+        raise ValueError("must be a plain topic (not empty; no +, #, or leading/trailing /)")
+    return value
+
+
 class MqttConfig(_Strict):
     host: Text = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
@@ -220,9 +226,7 @@ class MqttConfig(_Strict):
     @field_validator("topic_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if not value or any(c in value for c in "+#\0") or value.startswith("/") or value.endswith("/"):
-            raise ValueError("must be a plain topic (not empty; no +, #, or leading/trailing /)")
-        return value
+        return _plain_topic(value)
 
     @field_validator("password_file")
     @classmethod
@@ -305,11 +309,35 @@ class WebConfig(_Strict):
         return value
 
 
+class HomeAssistantConfig(_Strict):
+    """Home Assistant MQTT discovery: the box and its cameras appear there without YAML."""
+
+    discovery: bool = Field(False, description="publish discovery configs (retained) and answer Home Assistant's birth")
+    prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix (its MQTT integration's)")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return _plain_topic(value)
+
+
 class LogConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-SECTIONS = ("box", "mqtt", "recording", "cameras", "motion", "events", "outbox", "mosaic", "web", "log")
+SECTIONS = (
+    "box",
+    "mqtt",
+    "recording",
+    "cameras",
+    "motion",
+    "events",
+    "outbox",
+    "mosaic",
+    "web",
+    "homeassistant",
+    "log",
+)
 
 
 class Config(_Strict):
@@ -322,6 +350,7 @@ class Config(_Strict):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     mosaic: MosaicConfig = Field(default_factory=MosaicConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
     @model_validator(mode="before")
@@ -768,6 +797,7 @@ def summary(config: Config) -> str:
         f"auth {'yes' if mqtt.username is not None else 'no'}"
         f"{' (with password file)' if mqtt.password_file else ''}, client id {mqtt.client_id}",
         f"topics under {mqtt.topic_prefix}/{config.box.id}/",
+        *([f"Home Assistant discovery under {config.homeassistant.prefix}/"] if config.homeassistant.discovery else []),
         f"recording: budget {human_size(rec.max_bytes)}, segments of {rec.segment_seconds:g} s",
         f"cameras: {len(config.enabled_cameras)} enabled of {len(config.cameras)}",
         *_camera_lines(config),

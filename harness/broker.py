@@ -14,6 +14,18 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Protocol
+
+
+class _TlsFiles(Protocol):
+    """A TLS listener's files (harness.tls.ServerTls has them)."""
+
+    @property
+    def ca_file(self) -> Path: ...
+    @property
+    def cert_file(self) -> Path: ...
+    @property
+    def key_file(self) -> Path: ...
 
 
 def free_port() -> int:
@@ -35,20 +47,43 @@ class Mosquitto:
 
     With `persistent=True` the broker keeps sessions and their queued QoS 1 messages on
     disk across stop()/start(), as a district broker does: a subscriber with a
-    persistent session then misses nothing published while it was away."""
+    persistent session then misses nothing published while it was away.
 
-    def __init__(self, port: int | None = None, workdir: Path | None = None, persistent: bool = False) -> None:
+    With `tls` (e.g. harness.tls.ServerTls: ca_file, cert_file, key_file) the listener
+    speaks TLS only; with `password_file` (mosquitto_passwd format) anonymous clients
+    are refused, as on a district broker."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        workdir: Path | None = None,
+        persistent: bool = False,
+        *,
+        tls: _TlsFiles | None = None,
+        password_file: Path | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self._workdir = Path(workdir or tempfile.mkdtemp(prefix="nvr-mosquitto-"))
         self._persistent = persistent
+        self._tls = tls
+        self._password_file = password_file
         self._proc: subprocess.Popen[bytes] | None = None
 
     def _write_conf(self) -> Path:
         conf = self._workdir / "mosquitto.conf"
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            *(
+                [f"cafile {self._tls.ca_file}", f"certfile {self._tls.cert_file}", f"keyfile {self._tls.key_file}"]
+                if self._tls is not None
+                else []
+            ),
+            *(
+                ["allow_anonymous false", f"password_file {self._password_file}"]
+                if self._password_file is not None
+                else ["allow_anonymous true"]
+            ),
             *(
                 [f"persistence true\npersistence_location {self._workdir}/", "max_queued_messages 0"]
                 if self._persistent
