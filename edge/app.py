@@ -42,7 +42,7 @@ INTERRUPTED = "interrupted"  # `reason` of an end sent after a crash or power cu
 MAX_REQUEST_ID_CHARS = 200
 # A worker is never silent this long: its longest wait is one RTSP open or read timeout
 # (10 s each); backing off, it beats every second.
-WORKER_MAX_SILENCE_S = 45.0
+WORKER_MAX_SILENCE_S = 25.0
 LOOP_MAX_LAG_S = 10.0  # a loop blocked longer breaks the 10 s stop promise: withhold the systemd watchdog
 
 

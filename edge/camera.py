@@ -131,6 +131,7 @@ class StreamWorker:
             first = False
             try:
                 container = open_stream(self._url, self._source_options, poll)
+                self.status.heartbeat_monotonic = time.monotonic()  # an open may take its whole timeout
                 clock = FrameClock(self._source_options, poll)
                 try:
                     self._serve(container, backoff, clock)

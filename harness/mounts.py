@@ -75,3 +75,14 @@ def unmount_all(path: Path) -> None:
         if subprocess.run(["mountpoint", "-q", str(path)], check=False).returncode != 0:
             return
         subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+
+
+def freeze(path: Path) -> None:
+    """`fsfreeze -f`: every write to the filesystem at `path` blocks until `thaw` (a disk
+    that stops answering: the writer hangs in the kernel, it gets no error)."""
+    _run("fsfreeze", "-f", str(path))
+
+
+def thaw(path: Path) -> None:
+    """Undo `freeze` (never raises: used in finally blocks)."""
+    subprocess.run(["fsfreeze", "-u", str(path)], check=False, capture_output=True)

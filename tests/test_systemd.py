@@ -4,7 +4,7 @@ The test plays systemd: it binds a Unix datagram socket, passes it in NOTIFY_SOC
 WATCHDOG_USEC, and runs `python -m edge run` against a real broker and RTSP camera. A
 process frozen with SIGSTOP is the real hung daemon: no ping may arrive while it is
 frozen, and pings resume once it runs again. (A wedged camera worker withholding the
-pings is covered by the Watchdog unit tests; end to end it needs the camera heartbeat.)
+pings, end to end: tests/faults/test_wedged_worker.py.)
 """
 
 from __future__ import annotations
