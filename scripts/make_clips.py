@@ -1,7 +1,9 @@
 """Generate deterministic synthetic H.264 test scenes with known ground truth.
 
 `walkers`: a textured street with mild sensor noise, people-sized figures crossing
-at walking speed with idle spells in between; `static`: the same street, nobody.
+at walking speed with idle spells in between; `static`: the same street, nobody;
+`quietbusy` (benchmarks): still for the first half, then a steady stream of walkers
+(one starts every 3 s, both directions), so each loop has one known onset of motion.
 Each clip gets `<name>.labels.csv` (frame,time_s,label as in the shared clips: 1 while
 a figure is in view, else 0) and a `<name>.json` with its parameters, so an unchanged
 clip is not made again. Encoded like an IP camera: H.264 main profile, yuv420p, no
@@ -23,13 +25,23 @@ import av
 import numpy as np
 
 KINDS = ("walkers", "static")
+# Made only when asked for by name (not by the default ensure_clips): benchmark scenes.
+EXTRA_KINDS = ("quietbusy",)
+ALL_KINDS = KINDS + EXTRA_KINDS
 # Bump when the same parameters should give a different clip: cached clips are then made again.
 VERSION = 2
 # (start, end, direction) of each figure's crossing as fractions of the clip; for 60 s:
 # idle 0-8 s, one walker 8-16 s, idle 16-30 s, two walkers 30-40 s, idle 40-60 s.
 # Each crossing takes 8 s (a 640 px frame at ~85 px/s, a brisk walk at this scale).
 WALKERS = [(8 / 60, 16 / 60, 1), (30 / 60, 38 / 60, 1), (32 / 60, 40 / 60, -1)]
+# quietbusy: nobody for the first half; from then on a walker starts every 1/20 of the
+# clip (3 s of 60), alternating directions, each crossing taking 8/60 of it; the ones
+# still walking when the clip ends are cut off there (the loop restarts empty).
+QUIETBUSY = [(0.5 + k / 20, 0.5 + k / 20 + 8 / 60, 1 if k % 2 == 0 else -1) for k in range(10)]
 NOISE_SIGMA = 2.0  # grey levels of sensor noise on the luma, before compression
+# A daytime IP camera's temporal noise reduction leaves little noise for the encoder:
+# a still view costs a few hundred bytes per P-frame, as on real cameras, not ~8 KB.
+NOISE_SIGMA_BY_KIND = {"quietbusy": 0.6}
 BODY_RGB, HEAD_RGB = (40, 50, 160), (150, 170, 200)  # a blue coat and a pale head
 # x264 runs a fixed number of frame threads: with the default (sliced threads, one per
 # CPU) the bytes and the slice count would depend on the machine.
@@ -86,11 +98,12 @@ def _background(width: int, height: int, rng: np.random.Generator) -> np.ndarray
 
 def figure_boxes(kind: str, n: int, total: int, width: int, height: int) -> list[tuple[int, int, int, int]]:
     """(x, y, w, h) of each figure in frame n of `total`; x may lie partly outside the frame."""
-    if kind != "walkers":
+    schedule = {"walkers": WALKERS, "quietbusy": QUIETBUSY}.get(kind)
+    if schedule is None:
         return []
     fw, fh = max(4, height // 9), max(8, height // 3)
     boxes = []
-    for start, end, direction in WALKERS:
+    for start, end, direction in schedule:
         a, b = start * total, end * total
         if a <= n < b:
             progress = (n - a) / (b - a)
@@ -110,9 +123,11 @@ class _Noise:
 
     MARGIN = 32
 
-    def __init__(self, width: int, height: int, rng: np.random.Generator, fields: int = 8) -> None:
+    def __init__(
+        self, width: int, height: int, rng: np.random.Generator, fields: int = 8, sigma: float = NOISE_SIGMA
+    ) -> None:
         shape = (fields, height + self.MARGIN, width + self.MARGIN)
-        self._bank = np.clip(np.rint(rng.normal(0, NOISE_SIGMA, shape)), -127, 127).astype(np.int8)
+        self._bank = np.clip(np.rint(rng.normal(0, sigma, shape)), -127, 127).astype(np.int8)
         self._rng, self._w, self._h = rng, width, height
 
     def next(self) -> np.ndarray:
@@ -124,8 +139,8 @@ def make_clip(
     path: Path, kind: str, width: int = 640, height: int = 360, fps: Fps = 5, seconds: float = 60, seed: int = 0
 ) -> Path:
     """Encode one clip and its labels CSV. fps may be fractional ('25/2'); width and height must be even."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown clip kind {kind!r}, expected one of {KINDS}")
+    if kind not in ALL_KINDS:
+        raise ValueError(f"unknown clip kind {kind!r}, expected one of {ALL_KINDS}")
     if width % 2 or height % 2 or width < 16 or height < 16:
         raise ValueError(f"width and height must be even and >= 16, not {width}x{height}")
     rate = as_fps(fps)
@@ -134,7 +149,7 @@ def make_clip(
     bg_y = np.rint(bg_y).astype(np.int16)
     bg_u, bg_v = _subsample(bg_u), _subsample(bg_v)
     body, head = _yuv_colour(BODY_RGB), _yuv_colour(HEAD_RGB)
-    noise = _Noise(width, height, rng)
+    noise = _Noise(width, height, rng, sigma=NOISE_SIGMA_BY_KIND.get(kind, NOISE_SIGMA))
     total = int(round(seconds * rate))
     gop = max(1, int(round(2 * rate)))
 
@@ -237,14 +252,14 @@ def main() -> int:
     parser.add_argument("--fps", default="5", help="frames per second, e.g. 5, 15 or 25/2")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
+    parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(ALL_KINDS)}")
     args = parser.parse_args()
     kinds = tuple(k for k in args.kinds.split(",") if k)
     try:
         fps = fps_json(args.fps)
-        bad = [k for k in kinds if k not in KINDS]
+        bad = [k for k in kinds if k not in ALL_KINDS]
         if bad or not kinds:
-            raise ValueError(f"unknown kinds {bad}, expected some of {', '.join(KINDS)}")
+            raise ValueError(f"unknown kinds {bad}, expected some of {', '.join(ALL_KINDS)}")
         made = ensure_clips(
             args.out, kinds, width=args.width, height=args.height, fps=fps, seconds=args.seconds, seed=args.seed
         )
