@@ -25,6 +25,7 @@ from edge.camera import (
     StreamWorker,
 )
 from edge.config import CameraConfig, Config, ConfigError
+from edge.discovery import OFFLINE, ONLINE, discovery_messages, status_topic
 from edge.health import RateMeter, disk_check, health, stats
 from edge.logs import get_logger
 from edge.mqtt import MAX_COMMAND_BYTES, MqttLink
@@ -68,6 +69,10 @@ class Daemon:
         self._outputs: asyncio.Queue[CameraOutput] = asyncio.Queue()
         self._retained: dict[str, bytes] = {}
         self._last_health_status: str | None = None
+        # Home Assistant discovery (edge/discovery.py): its status topic is listened to only when on.
+        ha = config.homeassistant
+        self._ha_status = status_topic(ha) if ha.discovery else None
+        self._discovery_sent: set[str] = set()
         data_dir = config.box.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(data_dir / "outbox.sqlite", config.outbox.max_bytes)
@@ -78,6 +83,7 @@ class Daemon:
             self.outbox,
             on_command=self._on_command,
             on_connect=self._republish_retained,
+            subscriptions=(self._ha_status,) if self._ha_status else (),
         )
         self.recordings = Recordings(config)
         self.workers: dict[str, CameraWorker] = {}
@@ -125,6 +131,7 @@ class Daemon:
         self._close_interrupted_events()
         for cam_id in self.config.cameras:
             self._start_camera(cam_id)
+        self._send_discovery("startup")
         self._log.info("daemon_started", cameras=len(self.workers), outbox_pending=self.outbox.pending, **swept)
 
         tasks = [
@@ -229,6 +236,7 @@ class Daemon:
             for cam_id, cam in self.config.cameras.items():
                 if not cam.enabled:
                     self.statuses[cam_id] = CameraStatus(state=CameraState.DISABLED)
+            self._send_discovery("reloaded")
             self._log.info("reloaded", stopped=list(plan.stop), started=list(plan.start), cameras=len(self.workers))
 
     def _systemd_tasks(self) -> list[asyncio.Task[None]]:
@@ -357,6 +365,9 @@ class Daemon:
             if topic == self.topics.cmd_health:
                 self._publish_health(_parse_health_request(payload))
                 return
+            if topic == self._ha_status:
+                self._on_homeassistant_status(payload)
+                return
             camera = self.topics.detect_set_camera(topic)
             if camera is not None:
                 self._set_detect(camera, payload)
@@ -366,6 +377,29 @@ class Daemon:
             self._log.warning("command_ignored", topic=topic[:200], bytes=len(payload), error=str(exc))
         except Exception:  # noqa: BLE001 - a bug in a command must not stop the daemon serving
             self._log.exception("command_failed", topic=topic[:200], bytes=len(payload))
+
+    def _on_homeassistant_status(self, payload: bytes) -> None:
+        """Home Assistant's birth (`online`) after it restarts: send the discovery configs again.
+
+        `offline` is its Last Will, expected and ignored; anything else is a bad command."""
+        text = payload.decode("utf-8", errors="replace").strip()
+        if text == ONLINE:
+            self._send_discovery("homeassistant_online")
+        elif text != OFFLINE:
+            raise ValueError("Home Assistant status must be online or offline")
+
+    def _send_discovery(self, reason: str) -> None:
+        """Retained discovery configs through the outbox; an entity gone since the last send is
+        deleted (an empty retained config), so a reload that removes a camera removes its entities."""
+        if self._ha_status is None:
+            return
+        messages = discovery_messages(self.config, self.topics)
+        for topic in sorted(self._discovery_sent - {topic for topic, _ in messages}):
+            self._put_state(topic, b"")
+        for topic, payload in messages:
+            self._put_state(topic, payload)
+        self._discovery_sent = {topic for topic, _ in messages}
+        self._log.info("discovery_sent", reason=reason, entities=len(messages))
 
     def _set_detect(self, camera: str, payload: bytes) -> None:
         worker = self.workers.get(camera)

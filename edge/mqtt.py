@@ -5,6 +5,11 @@ its publish() awaits the broker's PUBACK, which is what the durable outbox needs
 a row is deleted only once the broker has the message. On every (re)connect the
 link publishes `online` (the Last Will says `offline`), re-subscribes to the command
 topics and replays the outbox from its oldest row.
+
+A broker that refuses the box (wrong password, a certificate the CA file does not
+vouch for) will not change its mind in a second: those failures are logged as one
+error line per attempt that names the setting to check, and retried slowly, the way
+a camera's wrong password is.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Awaitable, Callable
 import aiomqtt
 
 from edge.backoff import Backoff
-from edge.config import MqttConfig
+from edge.config import MqttConfig, password_file_too_open
 from edge.logs import get_logger
 from edge.outbox import Outbox
 from edge.topics import Topics
@@ -28,6 +33,31 @@ CommandHandler = Callable[[str, bytes], Awaitable[None]]
 _BATCH = 32  # QoS 1 messages in flight at once: keeps a slow uplink busy
 _PUBLISH_TIMEOUT = 20.0
 MAX_COMMAND_BYTES = 4096
+_AUTH_REFUSED = {4, 5, 134, 135}  # CONNACK: bad user name or password / not authorised (3.1.1 and 5 codes)
+
+
+def refusal(exc: aiomqtt.MqttError) -> tuple[str, str] | None:
+    """(log event, message) when the broker refused us for a reason only a config fix cures.
+
+    The message names the setting to check; it never holds the password (aiomqtt's
+    texts carry only the reason code or the TLS library's verdict)."""
+    if isinstance(exc, aiomqtt.MqttCodeError):
+        rc = getattr(exc.rc, "value", exc.rc)
+        if rc in _AUTH_REFUSED:
+            return (
+                "mqtt_not_authorised",
+                f"the broker refused the credentials ({exc}): check mqtt.username and mqtt.password_file",
+            )
+        return None
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        reason = text.split("certificate verify failed:", 1)[-1].split("(_ssl.c", 1)[0].strip(" :") or text
+        return (
+            "mqtt_tls_failed",
+            f"TLS verification of the broker failed ({reason}): check mqtt.tls.ca_file, "
+            "and that mqtt.host is a name the broker's certificate carries",
+        )
+    return None
 
 
 class MqttLink:
@@ -41,13 +71,16 @@ class MqttLink:
         outbox: Outbox,
         on_command: CommandHandler,
         on_connect: Callable[[], None] | None = None,
+        subscriptions: tuple[str, ...] = (),
     ) -> None:
+        """`subscriptions`: topics listened to besides the command topics; their messages go to `on_command`."""
         self._cfg = config
         self._client_id = client_id
         self._topics = topics
         self._outbox = outbox
         self._on_command = on_command
         self._on_connect = on_connect
+        self._subscriptions = subscriptions
         self._client: aiomqtt.Client | None = None
         self._wake = asyncio.Event()
         self._stopping = False
@@ -90,18 +123,26 @@ class MqttLink:
 
     async def run(self) -> None:
         """Connect, serve, reconnect with backoff and jitter, until stop()."""
+        self._warn_open_password_file()
         backoff = Backoff(0.5, 30.0)
+        refused_backoff = Backoff(10.0, 300.0)  # a refusal is retried slowly: the broker may ban the address
         while not self._stopping:
             try:
                 async with self._make_client() as client:
                     self._client = client
                     backoff.reset()
+                    refused_backoff.reset()
                     await self._serve(client)
             except aiomqtt.MqttError as exc:
                 if self._stopping:
                     break
-                delay = backoff.next_delay()
-                self._log.warning("mqtt_disconnected", error=str(exc), retry_in_s=round(delay, 1))
+                refused = refusal(exc)
+                if refused is not None:
+                    delay = refused_backoff.next_delay()
+                    self._log.error(refused[0], error=refused[1], retry_in_s=round(delay, 1))
+                else:
+                    delay = backoff.next_delay()
+                    self._log.warning("mqtt_disconnected", error=str(exc), retry_in_s=round(delay, 1))
                 await asyncio.sleep(delay)
             except (OSError, ValueError, sqlite3.Error) as exc:  # TLS files, outbox disk: retry, never die
                 if self._stopping:
@@ -113,10 +154,18 @@ class MqttLink:
                 self._client = None
                 self.connected.clear()
 
+    def _warn_open_password_file(self) -> None:
+        """Once at start: a password every user of the box can read is worth a warning."""
+        path = self._cfg.password_file
+        if path is not None and password_file_too_open(path):
+            self._log.warning("mqtt_password_file_readable", path=str(path), hint="every user can read it: chmod o-r")
+
     async def _serve(self, client: aiomqtt.Client) -> None:
         await client.publish(self._topics.status, b"online", qos=1, retain=True)
         await client.subscribe(self._topics.cmd_health, qos=1)
         await client.subscribe(self._topics.detect_set_filter, qos=1)
+        for topic in self._subscriptions:
+            await client.subscribe(topic, qos=1)
         self.connects += 1
         self.connected.set()
         self._log.info("mqtt_connected", connects=self.connects)
