@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -251,15 +252,31 @@ def test_daemon_sends_discovery_retained_and_again_when_home_assistant_comes_onl
             again = capture.wait_for(lambda m: m.topic.endswith("/config"), timeout=15, count=2 * len(expected))
             assert {m.topic: json.loads(m.payload) for m in again[len(expected) :]} == expected
             daemon.wait_log("discovery_sent", timeout=5, reason="homeassistant_online")
+
+            # A reload that removes a camera deletes its entities (an empty retained config).
+            write_config(
+                config_path,
+                box_id="box-1",
+                data_dir=tmp_path / "data",
+                mqtt_port=broker.port,
+                cameras={k: v for k, v in cams.items() if k != "still"},
+                stats_interval=1.0,
+                extra={"homeassistant": {"discovery": True}},
+            )
+            daemon.proc.send_signal(signal.SIGHUP)
+            gone = {t for t, p in expected.items() if p["unique_id"].startswith("nvr-edge_box-1_still_")}
+            assert len(gone) == 3
+            emptied = capture.wait_for(lambda m: m.topic in gone and m.payload == b"", timeout=15, count=3)
+            assert {m.topic for m in emptied} == gone
             assert daemon.alive
         finally:
             assert daemon.stop() == 0, daemon.log_text()[-3000:]
     lines = daemon.logs()
     sent = [line for line in lines if line.get("event") == "discovery_sent"]
-    assert [line["reason"] for line in sent] == ["startup", "homeassistant_online"]
+    assert [line["reason"] for line in sent] == ["startup", "homeassistant_online", "reloaded"]
     ignored = [line for line in lines if line.get("event") == "command_ignored"]
     assert len(ignored) == 1 and ignored[0]["topic"] == "homeassistant/status", ignored  # "maybe"; "offline" is quiet
-    assert "hidden" not in json.dumps([json.loads(m.payload) for m in _configs(capture)])
+    assert "hidden" not in json.dumps([json.loads(m.payload) for m in _configs(capture) if m.payload])
 
 
 def test_no_discovery_unless_enabled(tmp_path: Path, broker: Mosquitto) -> None:
