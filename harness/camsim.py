@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable
+from fractions import Fraction
 from pathlib import Path
 from typing import IO
 from urllib.parse import quote
@@ -190,6 +191,32 @@ class CameraSimulator:
                     return
                 if answer == f"ERR {line}":
                     raise ValueError(f"camera simulator refused {line!r}")
+            raise TimeoutError(f"camera simulator did not answer {line!r}")
+
+    def loop_start(self, name: str, timeout: float = 5.0) -> tuple[float, int, Fraction]:
+        """(wall time the mount's clip frame 0 was last sent, frames per loop, fps): frame k
+        of loop j goes out at T + (j x frames + k) / fps. RuntimeError before any client played it."""
+        line = f"clock {name}"
+        with self._lock:
+            proc = self._proc
+            if proc is None or proc.poll() is not None or proc.stdin is None:
+                raise RuntimeError("camera simulator is not running")
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+            found: tuple[float, int, Fraction] | None = None
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    answer = self._lines.get(timeout=0.1).strip()
+                except queue.Empty:
+                    continue
+                if answer.startswith(f"CLOCK {name} "):
+                    _, _, wall, frames, fps = answer.split(" ")
+                    found = (float(wall), int(frames), Fraction(fps))
+                elif answer == f"OK {line}" and found is not None:
+                    return found
+                elif answer == f"ERR {line}":
+                    raise RuntimeError(f"camera simulator has no clock for {name!r} yet (no client played it)")
             raise TimeoutError(f"camera simulator did not answer {line!r}")
 
     def stall(self, name: str) -> None:

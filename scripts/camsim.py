@@ -26,8 +26,10 @@ it reads one command per line and answers `OK <command>` (or `ERR <command>`):
 `stall NAME` (no more frames, the RTSP session stays open), `resume NAME` (frames
 again from the next key frame), `switch NAME` (to the alternate clip and back) and
 `corrupt NAME SHARE SECONDS` (random bytes overwritten in SHARE of the slice NAL units
-for SECONDS); end of stdin stops the server, so it never outlives the process that
-controls it.
+for SECONDS) and `clock NAME` (answers `CLOCK NAME T FRAMES FPS` before its OK: the
+wall-clock time T at which the clip's frame 0 was last sent, so a benchmark knows when
+each labelled frame goes out: T + (k x FRAMES + frame) / FPS); end of stdin stops the
+server, so it never outlives the process that controls it.
 """
 
 from __future__ import annotations
@@ -200,6 +202,15 @@ class Clip:
     h264: Path
     fps: Fraction
     offsets: list[int]
+    frames: int = 0  # access units in one loop (0: unknown)
+
+
+def clip_frames(h264: Path) -> int:
+    """Access units per loop, from the conversion's record (0 when it is not there)."""
+    try:
+        return int(json.loads(h264.with_suffix(".json").read_text())["frames"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def nal_units(data: bytes) -> Iterator[tuple[int, int, int]]:
@@ -252,6 +263,7 @@ class LoopingCamera(GstRtspServer.RTSPMediaFactory):
         self.switch_dts: int | None = None  # ...which is this one: from here on, no more of the old
         self.corrupt_share = 0.0
         self.corrupt_until = 0.0
+        self.loop_wall: float | None = None  # wall time the active clip's frame 0 was last sent
         self._rng = random.Random(hashlib.sha1(name.encode()).digest())
         self.set_shared(True)
         self.set_launch(self._launch())
@@ -327,9 +339,18 @@ class LoopingCamera(GstRtspServer.RTSPMediaFactory):
             if not key:
                 return Gst.PadProbeReturn.DROP
             state["need_key"] = False
+        self._note_loop(branch, buf.dts)
         if time.monotonic() < self.corrupt_until and self._rng.random() < self.corrupt_share:
             return self._push_corrupted(pad, buf, state)
         return Gst.PadProbeReturn.OK
+
+    def _note_loop(self, branch: int, dts: int) -> None:
+        """Remember when the clip's frame 0 is sent (after the pacing: this is when it leaves)."""
+        clip = self.clips[branch]
+        if clip.frames:
+            n = round(Fraction(dts) * clip.fps / Gst.SECOND)
+            if n % clip.frames == 0:
+                self.loop_wall = time.time()
 
     def _push_corrupted(self, pad: Gst.Pad, buf: Gst.Buffer, state: dict) -> Gst.PadProbeReturn:
         """Send a corrupted copy in place of `buf` (a probe cannot write to a buffer it may share)."""
@@ -479,6 +500,12 @@ def control(cameras: dict[str, LoopingCamera], command: str) -> bool:
         return True
     if verb == "switch" and len(args) == 1:
         return camera.switch()
+    if verb == "clock" and len(args) == 1:
+        clip = camera.clips[camera.active]
+        if camera.loop_wall is None or not clip.frames:
+            return False  # no client has played it yet
+        print(f"CLOCK {camera.name} {camera.loop_wall:.6f} {clip.frames} {clip.fps}", flush=True)
+        return True
     if verb == "corrupt" and len(args) == 3:
         try:
             share, seconds = float(args[1]), float(args[2])
@@ -524,7 +551,8 @@ def main() -> int:
     def clip(mp4: Path) -> Clip:
         source = mp4.resolve()
         if source not in converted:
-            converted[source] = Clip(*to_annexb(source, args.cache))
+            h264, fps, offsets = to_annexb(source, args.cache)
+            converted[source] = Clip(h264, fps, offsets, clip_frames(h264))
         return converted[source]
 
     for name, mp4 in mounts.items():
