@@ -65,6 +65,7 @@ class Mosquitto:
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self._workdir = Path(workdir or tempfile.mkdtemp(prefix="nvr-mosquitto-"))
+        self._workdir.mkdir(parents=True, exist_ok=True)
         self._persistent = persistent
         self._tls = tls
         self._password_file = password_file
