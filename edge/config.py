@@ -68,6 +68,12 @@ class MotionConfig(_Strict):
     lighting_fraction: float = Field(
         0.5, gt=0, le=1, description="a change over this fraction of the frame is lighting, not motion"
     )
+    idle_after: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="seconds without motion before only keyframes are decoded and packet sizes watched; 0 = never",
+    )
 
 
 class EventConfig(_Strict):
