@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.broker import Mosquitto
 from harness.camsim import CameraSimulator
-from harness.daemon import DaemonProcess, write_config
-from harness.delivery import produced, received, tally
+from harness.daemon import DaemonProcess
+from harness.delivery import produced, tally
 from harness.mqtt_capture import MqttCapture
+from tests.faults.district import P, district, events
 
-P = "nvr/box-1"
 CYCLES, OUTAGE_S, UP_S = 5, 32.0, 6.0
 
 
@@ -26,13 +25,9 @@ def three_walkers(clips: dict[str, Path]) -> Iterator[CameraSimulator]:
         yield sim
 
 
-def _events(capture: MqttCapture) -> list[dict]:
-    return received(m.payload for m in capture.on_topic(f"{P}/events"))
-
-
 def _arrived(capture: MqttCapture, wanted: set[tuple[str, str]], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while not wanted <= {(e["id"], e["type"]) for e in _events(capture)}:
+    while not wanted <= {(e["id"], e["type"]) for e in events(capture)}:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.5)
@@ -45,17 +40,7 @@ def _during(line: dict, outages: list[tuple[float, float]]) -> bool:
 
 
 def test_five_broker_outages_lose_no_event_and_no_thumbnail(tmp_path: Path, three_walkers: CameraSimulator) -> None:
-    broker = Mosquitto(persistent=True)
-    broker.start()
-    config = write_config(
-        tmp_path / "edge.yaml",
-        box_id="box-1",
-        data_dir=tmp_path / "data",
-        mqtt_port=broker.port,
-        cameras={name: {"url": url} for name, url in three_walkers.urls.items()},
-        extra={"events": {"end_after": 2.0, "update_interval": 2.0}},
-    )
-    capture = MqttCapture(broker.host, broker.port, (f"{P}/#",), client_id="district-1").start()
+    broker, config, capture = district(tmp_path, three_walkers.urls)
     daemon = DaemonProcess(config).start()
     outages: list[tuple[float, float]] = []
     try:
@@ -83,7 +68,7 @@ def test_five_broker_outages_lose_no_event_and_no_thumbnail(tmp_path: Path, thre
     lines = [line for line in daemon.logs() if line.get("event") == "event"]
     raised_in_outage = [line["type"] for line in lines if _during(line, outages)]
     assert raised_in_outage.count("start") >= CYCLES and raised_in_outage.count("end") >= CYCLES, raised_in_outage
-    got = _events(capture)
+    got = events(capture)
     result = tally(made, got)
     assert result.missing == [], result.line()
     assert result.out_of_order == [], result.out_of_order

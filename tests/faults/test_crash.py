@@ -10,23 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from harness.broker import Mosquitto
 from harness.camsim import CameraSimulator
-from harness.daemon import DaemonProcess, write_config
-from harness.delivery import produced, received, tally
-from harness.mqtt_capture import MqttCapture
-
-P = "nvr/box-1"
+from harness.daemon import DaemonProcess
+from harness.delivery import produced, tally
+from tests.faults.district import P, district, events
 
 
 @pytest.fixture(scope="module")
 def walkers(clips: dict[str, Path]) -> Iterator[CameraSimulator]:
     with CameraSimulator({"a": clips["walkers"], "b": clips["walkers"]}) as sim:
         yield sim
-
-
-def _events(capture: MqttCapture) -> list[dict]:
-    return received(m.payload for m in capture.on_topic(f"{P}/events"))
 
 
 def _open_after_a_closed_one(daemon: DaemonProcess) -> bool:
@@ -42,17 +35,7 @@ def _open_after_a_closed_one(daemon: DaemonProcess) -> bool:
 def test_kill_9_with_pending_events_loses_none_and_closes_the_open_ones(
     tmp_path: Path, walkers: CameraSimulator
 ) -> None:
-    broker = Mosquitto(persistent=True)
-    broker.start()
-    config = write_config(
-        tmp_path / "edge.yaml",
-        box_id="box-1",
-        data_dir=tmp_path / "data",
-        mqtt_port=broker.port,
-        cameras={name: {"url": url} for name, url in walkers.urls.items()},
-        extra={"events": {"end_after": 2.0, "update_interval": 2.0}},
-    )
-    capture = MqttCapture(broker.host, broker.port, (f"{P}/#",), client_id="district-1").start()
+    broker, config, capture = district(tmp_path, walkers.urls)
     first = DaemonProcess(config, tmp_path / "first.log").start()
     second = DaemonProcess(config, tmp_path / "second.log")
     try:
@@ -72,7 +55,7 @@ def test_kill_9_with_pending_events_loses_none_and_closes_the_open_ones(
         second.start()
         wanted = {(i, t) for _c, i, t in made} | {(i, "end") for i in cut_off}
         deadline = time.monotonic() + 60
-        while not wanted <= {(e["id"], e["type"]) for e in _events(capture)}:
+        while not wanted <= {(e["id"], e["type"]) for e in events(capture)}:
             if time.monotonic() > deadline:
                 break  # the assertions below say what is missing
             time.sleep(0.5)
@@ -83,7 +66,7 @@ def test_kill_9_with_pending_events_loses_none_and_closes_the_open_ones(
         capture.stop()
         broker.stop()
 
-    got = _events(capture)
+    got = events(capture)
     result = tally(made, got)
     assert result.missing == [], result.line()
     assert result.out_of_order == [], result.out_of_order
