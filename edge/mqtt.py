@@ -21,6 +21,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 
 from edge.backoff import Backoff
 from edge.config import MqttConfig, password_file_too_open
@@ -42,6 +43,8 @@ def refusal(exc: aiomqtt.MqttError) -> tuple[str, str] | None:
     The message names the setting to check; it never holds the password (aiomqtt's
     texts carry only the reason code or the TLS library's verdict)."""
     if isinstance(exc, aiomqtt.MqttCodeError):
+        if not isinstance(exc, MqttConnectError):
+            return None  # a publish or subscribe error code: 4 and 5 mean other things there
         rc = getattr(exc.rc, "value", exc.rc)
         if rc in _AUTH_REFUSED:
             return (

@@ -11,8 +11,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.client import convert_connack_rc_to_reason_code
 
+from edge.mqtt import refusal
 from harness.broker import Mosquitto
 from harness.daemon import DaemonProcess, run_cli, write_config
 from harness.tls import CertificateAuthority, SecureCapture, ServerTls, make_ca, make_password_file, make_server_cert
@@ -135,3 +139,16 @@ def test_wrong_password_is_reported_as_refused_credentials(tmp_path: Path, secur
     assert wrong not in daemon.log_text() and PASSWORD not in daemon.log_text()
     health = run_cli("health", "--config", str(config), "--timeout", "5")
     assert health.returncode == 2 and wrong not in health.stdout + health.stderr
+
+
+def test_only_a_refused_connect_is_reported_as_refused_credentials() -> None:
+    """CONNACK 4/5 (134/135 in MQTT 5) are credentials; the same numbers from a publish are not."""
+    for rc in (convert_connack_rc_to_reason_code(4), convert_connack_rc_to_reason_code(5), 5):
+        assert refusal(MqttConnectError(rc))[0] == "mqtt_not_authorised"
+    assert refusal(MqttConnectError(convert_connack_rc_to_reason_code(3))) is None  # server unavailable: transient
+    assert refusal(aiomqtt.MqttCodeError(4, "Could not publish message")) is None  # MQTT_ERR_NO_CONN
+    assert refusal(aiomqtt.MqttError("[Errno 111] Connection refused")) is None
+    mismatch = "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: Hostname mismatch, certificate is not valid"
+    event, message = refusal(aiomqtt.MqttError(mismatch + " for 'b.example'. (_ssl.c:1006)"))
+    assert event == "mqtt_tls_failed"
+    assert message.startswith("TLS verification of the broker failed (Hostname mismatch, certificate is not valid")
