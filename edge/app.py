@@ -26,6 +26,7 @@ from edge.camera import (
 )
 from edge.config import CameraConfig, Config, ConfigError
 from edge.discovery import OFFLINE, ONLINE, discovery_messages, status_topic
+from edge.egress import Egress, shares_of
 from edge.health import RateMeter, disk_check, health, stats
 from edge.logs import get_logger
 from edge.mqtt import MAX_COMMAND_BYTES, MqttLink
@@ -85,6 +86,8 @@ class Daemon:
             on_connect=self._republish_retained,
             subscriptions=(self._ha_status,) if self._ha_status else (),
         )
+        # Every outgoing message passes the egress (edge/egress.py): it enforces each camera's `share`.
+        self.egress = Egress(self.topics, self.outbox, self.link, shares_of(config.cameras))
         self.recordings = Recordings(config)
         self.workers: dict[str, CameraWorker] = {}
         self.record_workers: dict[str, RecordWorker] = {}
@@ -129,6 +132,7 @@ class Daemon:
         self._sink = sink
         swept = await asyncio.to_thread(self.recordings.start)
         self._close_interrupted_events()
+        self.egress.purge()
         for cam_id in self.config.cameras:
             self._start_camera(cam_id)
         self._send_discovery("startup")
@@ -188,7 +192,8 @@ class Daemon:
         )
         self.workers[cam_id] = worker
         self.statuses[cam_id] = worker.status
-        self._put_state(self.topics.motion(cam_id), b"OFF")  # a crash may have left ON retained
+        if self.egress.may_name(cam_id):
+            self._put_state(self.topics.motion(cam_id), b"OFF")  # a crash may have left ON retained
         for stream_worker in (*started, worker):
             self._heartbeats[stream_worker.name] = lambda status=stream_worker.status: status.heartbeat_monotonic
             stream_worker.start()
@@ -206,7 +211,8 @@ class Daemon:
                 stream_worker.close_events(reason)
         await asyncio.to_thread(self.recordings.retire, cam_id)
         self.statuses.pop(cam_id, None)
-        self._put_state(self.topics.motion(cam_id), b"OFF")
+        if self.egress.may_name(cam_id):
+            self._put_state(self.topics.motion(cam_id), b"OFF")
 
     async def reload(self) -> None:
         """SIGHUP: read the file again and apply what changed to the cameras concerned only.
@@ -228,6 +234,8 @@ class Daemon:
             for cam_id in plan.stop:
                 await self._stop_camera(cam_id, "reconfigured")
             self.config = plan.config
+            self.egress.update(shares_of(self.config.cameras))
+            self.egress.purge()
             for cam_id in list(self.statuses):
                 if cam_id not in self.config.cameras:
                     self.statuses.pop(cam_id)  # a disabled camera that was removed
@@ -292,13 +300,15 @@ class Daemon:
         for event in self.outbox.open_events():
             payload = dict(event.payload)
             camera, start = str(payload["camera"]), float(payload["start_time"])  # type: ignore[arg-type]
+            if not self.egress.may_name(camera):
+                continue  # consent withdrawn since (share: none): its end is not sent either
             end = max(start, event.last_seen)
             if camera in self.config.cameras:
                 t0, t1 = start - cfg.pre_roll, end + cfg.post_roll
                 self.recordings.protect(camera, str(payload["id"]), end, t0, t1)
                 payload["recordings"] = self.recordings.covering(camera, t0, t1)
             payload.update(type="end", end_time=round(end, 3), reason=INTERRUPTED)
-            self.outbox.put_event(self.topics.events, payload, Kind.EVENT)
+            self.egress.put_event(self.topics.events, payload, Kind.EVENT)
             self._log.warning("event_closed_after_restart", camera=camera, id=payload["id"], end_time=end)
 
     def _touch_open_events(self) -> None:
@@ -317,21 +327,24 @@ class Daemon:
         return self.recordings.covering(item.camera, t0, t1)
 
     def _publish(self, item: CameraOutput) -> None:
-        """The one place where camera data becomes outgoing messages; applies `share`."""
-        share = self._camera_configs[item.camera].share
-        if share == "none":
+        """Where camera data becomes outgoing messages. `share` is enforced by the egress
+        whatever is put here; skipping what it would refuse only saves the work."""
+        if not self.egress.may_name(item.camera):
             return
-        images = share == "full"
+        images = self.egress.images_allowed(item.camera)
         if isinstance(item, MotionOutput):
             self._put_state(self.topics.motion(item.camera), b"ON" if item.on else b"OFF")
         elif isinstance(item, EventOutput):
             jpeg = item.jpeg if images else None
+            if jpeg is not None and not self.egress.put(
+                self.topics.thumbnail(item.event.id), jpeg, 1, False, Kind.THUMBNAIL
+            ):
+                jpeg = None
             if jpeg is not None:
-                self.outbox.put(self.topics.thumbnail(item.event.id), jpeg, 1, False, Kind.THUMBNAIL)
                 self._put_state(self.topics.snapshot(item.camera), jpeg)
             payload = item.event.to_payload(thumbnail=jpeg is not None, recordings=self._recordings_for(item))
             kind = Kind.UPDATE if item.event.type == "update" else Kind.EVENT
-            self.outbox.put_event(self.topics.events, payload, kind)
+            self.egress.put_event(self.topics.events, payload, kind)
             self._log.info(
                 "event",
                 camera=item.camera,
@@ -344,13 +357,15 @@ class Daemon:
 
     def _put_state(self, topic: str, payload: bytes) -> None:
         """Retained state: remembered for re-publication on every reconnect."""
-        self._retained[topic] = payload
-        self.outbox.put(topic, payload, 1, True, Kind.STATE)
-        self.link.wake()
+        if self.egress.put(topic, payload, 1, True, Kind.STATE):
+            self._retained[topic] = payload
 
     def _republish_retained(self) -> None:
-        for topic, payload in self._retained.items():
-            self.outbox.put(topic, payload, 1, True, Kind.STATE)
+        for topic, payload in list(self._retained.items()):
+            if not self.egress.allows(topic, payload):  # a reload took the consent back
+                del self._retained[topic]
+                continue
+            self.egress.put(topic, payload, 1, True, Kind.STATE)
         self.link.wake()
 
     # -- commands ----------------------------------------------------------------
@@ -450,7 +465,7 @@ class Daemon:
             recording=self.recordings.stats(),
             per_camera={cam: self.recordings.camera_stats(cam) for cam in self.statuses},
             outbox={"pending": self.outbox.pending, "bytes": self.outbox.pending_bytes, "dropped": self.outbox.dropped},
-        )
+        ) | {"egress": {"refused": self.egress.refused}}
 
     async def _stats_loop(self) -> None:
         interval = self.config.mqtt.stats_interval
@@ -461,7 +476,7 @@ class Daemon:
             except Exception:  # noqa: BLE001 - a bug in one figure must not end stats for good
                 self._log.exception("stats_failed")
                 continue
-            await self.link.publish_volatile(self.topics.stats, payload, qos=0)
+            await self.egress.publish_volatile(self.topics.stats, payload, qos=0)
 
 
 def _parse_health_request(payload: bytes) -> str | None:
