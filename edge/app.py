@@ -29,6 +29,7 @@ from edge.discovery import OFFLINE, ONLINE, discovery_messages, status_topic
 from edge.egress import Egress, shares_of
 from edge.health import RateMeter, disk_check, health, stats
 from edge.logs import get_logger
+from edge.mosaic import MosaicCost, make_jpeg, tiles_for
 from edge.mqtt import MAX_COMMAND_BYTES, MqttLink
 from edge.notify import Notifier
 from edge.outbox import Kind, Outbox
@@ -36,6 +37,7 @@ from edge.recordings import Recordings
 from edge.reload import plan_reload
 from edge.topics import Topics
 from edge.watchdog import LoopMonitor, Watchdog, heartbeat_probe
+from edge.web import ScreenData, ScreenServer
 
 SHUTDOWN_BUDGET_S = 8.0  # SPEC: exit within 10 s of SIGTERM
 HEALTH_POLL_S = 1.0
@@ -88,10 +90,30 @@ class Daemon:
         )
         # Every outgoing message passes the egress (edge/egress.py): it enforces each camera's `share`.
         self.egress = Egress(self.topics, self.outbox, self.link, shares_of(config.cameras))
+        # The mosaic (edge/mosaic.py) and the centre's screen (edge/web.py).
+        self.mosaic: tuple[bytes, float] | None = None  # the latest JPEG and when it was made
+        self.mosaic_cost = MosaicCost()
         self.recordings = Recordings(config)
         self.workers: dict[str, CameraWorker] = {}
         self.record_workers: dict[str, RecordWorker] = {}
         self.statuses: dict[str, CameraStatus] = {}
+        self._last_events: dict[str, dict[str, Any]] = {}  # per camera, the last event that left the box
+        self.web = (
+            ScreenServer(
+                config.web.listen,
+                ScreenData(
+                    box=config.box.id,
+                    mosaic_interval=config.mosaic.interval,
+                    cameras=lambda: self.config.cameras,
+                    statuses=self.statuses,
+                    last_events=self._last_events,
+                    consent=self.egress,
+                    mosaic=lambda: self.mosaic,
+                ),
+            )
+            if config.web.listen
+            else None
+        )
         # Per camera, outputs held back until an `end` event's post-roll is recorded,
         # so the end lists every segment and events stay in order per camera.
         self._held: dict[str, deque[CameraOutput]] = {}
@@ -146,6 +168,10 @@ class Daemon:
             asyncio.create_task(self._tick_loop(), name="tick"),
             *self._systemd_tasks(),
         ]
+        if self.config.mosaic.interval > 0:
+            tasks.append(asyncio.create_task(self._mosaic_loop(), name="mosaic"))
+        if self.web is not None:
+            tasks.append(asyncio.create_task(self.web.run(), name="web"))
         self.notifier.ready(f"{len(self.workers)} camera(s) started")
         await self._stop.wait()
         await self._shutdown(tasks)
@@ -344,7 +370,9 @@ class Daemon:
                 self._put_state(self.topics.snapshot(item.camera), jpeg)
             payload = item.event.to_payload(thumbnail=jpeg is not None, recordings=self._recordings_for(item))
             kind = Kind.UPDATE if item.event.type == "update" else Kind.EVENT
-            self.egress.put_event(self.topics.events, payload, kind)
+            if self.egress.put_event(self.topics.events, payload, kind):
+                at = {"start": item.event.start_time, "end": item.event.end_time}.get(item.event.type) or time.time()
+                self._last_events[item.camera] = {"type": item.event.type, "time": round(at, 3)}
             self._log.info(
                 "event",
                 camera=item.camera,
@@ -465,7 +493,12 @@ class Daemon:
             recording=self.recordings.stats(),
             per_camera={cam: self.recordings.camera_stats(cam) for cam in self.statuses},
             outbox={"pending": self.outbox.pending, "bytes": self.outbox.pending_bytes, "dropped": self.outbox.dropped},
-        ) | {"egress": {"refused": self.egress.refused}}
+        ) | {
+            "egress": {"refused": self.egress.refused},
+            "mosaic": self.mosaic_cost.as_dict()
+            | {"tile_cpu_s": round(sum(w.tile_cpu_s for w in self.workers.values()), 4)},
+            **({"web": {"requests": self.web.requests}} if self.web is not None else {}),
+        }
 
     async def _stats_loop(self) -> None:
         interval = self.config.mqtt.stats_interval
@@ -477,6 +510,28 @@ class Daemon:
                 self._log.exception("stats_failed")
                 continue
             await self.egress.publish_volatile(self.topics.stats, payload, qos=0)
+
+    async def _mosaic_loop(self) -> None:
+        """Every `mosaic.interval`: ask the workers for a fresh tile, a moment later compose
+        the grid from what they have and the cameras' states now, publish it retained."""
+        interval = self.config.mosaic.interval
+        lead = min(1.0, interval / 2)  # time the workers get to grab a tile (a frame at 1 fps)
+        while True:
+            await asyncio.sleep(interval - lead)
+            for cam_id, worker in self.workers.items():
+                if self.egress.images_allowed(cam_id):
+                    worker.request_tile()
+            await asyncio.sleep(lead)
+            states = {cam: (st.state.value, st.error) for cam, st in self.statuses.items()}
+            frames = {cam: worker.tile for cam, worker in self.workers.items()}
+            tiles = tiles_for(self.config.cameras, states, frames, self.egress)
+            try:
+                jpeg = await asyncio.to_thread(make_jpeg, tiles, self.config.box.id, self.mosaic_cost)
+            except Exception:  # noqa: BLE001 - a bad tile must not end the mosaic for good
+                self._log.exception("mosaic_failed")
+                continue
+            self.mosaic = (jpeg, time.time())
+            await self.egress.publish_volatile(self.topics.mosaic, jpeg, qos=0, retain=True)
 
 
 def _parse_health_request(payload: bytes) -> str | None:

@@ -21,6 +21,7 @@ from edge.backoff import Backoff
 from edge.config import CameraConfig, EventConfig
 from edge.events import Event, EventTracker, TrackerStep
 from edge.logs import get_logger
+from edge.mosaic import Frame, TileGrabber
 from edge.motion import MotionDetector
 from edge.recorder import SegmentRecorder
 from edge.redact import redact_url
@@ -231,6 +232,16 @@ class CameraWorker(StreamWorker):
         self._best_unpublished = False
         self._detect_requested = True
         self._last_detect = 0.0
+        # The mosaic's tile (edge/mosaic.py), grabbed only when asked for and only for a
+        # share: full camera, masks applied in the grab: no other copy of the frame is kept.
+        self._grabber = TileGrabber(camera.privacy_masks) if camera.share == "full" else None
+        self._tile_wanted = False
+        self.tile: Frame | None = None
+        self.tile_cpu_s = 0.0  # CPU this thread spent on tiles (the mosaic's cost, in stats)
+
+    def request_tile(self) -> None:
+        """The mosaic wants a fresh tile: it is grabbed from the next decoded frame."""
+        self._tile_wanted = self._grabber is not None
 
     def set_detect(self, enabled: bool) -> None:
         """detect/set ON|OFF: applied by the worker on its next frame."""
@@ -271,6 +282,11 @@ class CameraWorker(StreamWorker):
         status.frames_in += 1
         status.last_frame_monotonic = now_mono
         status.width, status.height = frame.width, frame.height
+        if self._tile_wanted and self._grabber is not None:
+            self._tile_wanted = False
+            started = time.thread_time()
+            self.tile = self._grabber.grab(frame)
+            self.tile_cpu_s += time.thread_time() - started
         if self._detect_requested != status.detect_enabled:
             self._apply_detect(self._detect_requested)
         if not status.detect_enabled:

@@ -1,0 +1,248 @@
+"""The centre's screen: a small read-only web page served by the daemon (`web.listen`).
+
+Three GET resources, nothing else: `/` (the page: the mosaic refreshing by itself and a
+table of cameras, sized for a TV across a room), `/mosaic.jpg` (the latest mosaic, the
+same JPEG as `P/mosaic`) and `/cameras.json` (what the table shows). It accepts no
+commands (any other method is 405) and shows no secret: no URL, no broker setting, only
+what stats already say plus the name and the last event that left the box. A
+`share: none` camera's row is what stats show of it (id, state, fps, error): no name,
+no event. aiohttp serves it on the daemon's own asyncio loop: the standard library's
+http.server would need hand-written request handling and a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from edge.camera import CameraState, CameraStatus
+from edge.config import CameraConfig
+from edge.health import RateMeter
+from edge.logs import get_logger
+from edge.mosaic import Consent
+
+VIEW_MAX_AGE_S = 1.0  # cameras.json is computed at most once a second, however many screens poll
+RETRY_BIND_S = 30.0
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+        "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass
+class ScreenData:
+    """Live views of the daemon's state the page reads (never copies it keeps)."""
+
+    box: str
+    mosaic_interval: float
+    cameras: Callable[[], Mapping[str, CameraConfig]]
+    statuses: Mapping[str, CameraStatus]
+    last_events: Mapping[str, Mapping[str, Any]]
+    consent: Consent
+    mosaic: Callable[[], tuple[bytes, float] | None]
+    _meter: RateMeter = field(default_factory=RateMeter)
+    _cached: tuple[float, dict[str, Any]] | None = None
+
+    def view(self) -> dict[str, Any]:
+        """The /cameras.json document (cached for VIEW_MAX_AGE_S)."""
+        now = time.monotonic()
+        if self._cached is not None and now - self._cached[0] < VIEW_MAX_AGE_S:
+            return self._cached[1]
+        rows = []
+        for cam_id, cam in self.cameras().items():
+            status = self.statuses.get(cam_id) or CameraStatus(
+                state=CameraState.DISABLED if not cam.enabled else CameraState.STARTING
+            )
+            fps = self._meter.fps(cam_id, status, now)[0] if status.state is CameraState.STREAMING else 0.0
+            named = self.consent.may_name(cam_id)
+            event = self.last_events.get(cam_id) if named else None
+            rows.append(
+                {
+                    "id": cam_id,
+                    "name": (cam.name or cam_id) if named else cam_id,
+                    "state": status.state.value,
+                    "error": status.error,
+                    "fps": round(fps, 1),
+                    "last_event": dict(event) if event else None,
+                }
+            )
+        mosaic = self.mosaic()
+        document = {
+            "box": self.box,
+            "time": round(time.time(), 3),
+            "mosaic": {"interval": self.mosaic_interval, "time": round(mosaic[1], 3) if mosaic else None},
+            "cameras": rows,
+        }
+        self._cached = (now, document)
+        return document
+
+
+def _poll_ms(interval: float) -> int:
+    """How often the page asks: a quarter of the mosaic interval (0.5 to 2 s), so a camera
+    going down shows within about one interval."""
+    return int(1000 * min(2.0, max(0.5, interval / 4 if interval > 0 else 2.0)))
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>nvr-edge {box}</title>
+<style>
+html,body{{margin:0;height:100%;background:#111;color:#eee;font-family:system-ui,sans-serif}}
+body{{display:flex;flex-direction:column}}
+header{{display:flex;justify-content:space-between;align-items:baseline;padding:.5vw 1vw;font-size:2.2vw}}
+#offline{{background:#c00;color:#fff;padding:.3vw 1vw;font-size:2vw}}
+main{{flex:1;display:flex;gap:1vw;padding:0 1vw 1vw;min-height:0}}
+#left{{flex:2;min-width:0}}
+#mosaic{{width:100%;height:auto;max-height:calc(100vh - 5vw);object-fit:contain;display:block}}
+#right{{flex:1;min-width:0;overflow:hidden}}
+table{{width:100%;border-collapse:collapse;font-size:1.5vw}}
+th,td{{padding:.15em .4em;text-align:left;border-bottom:1px solid #333;white-space:nowrap}}
+th{{color:#aaa;font-weight:normal}}
+td.err{{font-size:.7em;white-space:normal}}
+tr.down td{{background:#c00000;color:#fff}}
+tr.wait td{{background:#8a5a00;color:#fff}}
+tr.off td{{color:#777}}
+</style></head>
+<body data-poll-ms="{poll_ms}">
+<header><span>nvr-edge <b>{box}</b></span><span id="clock"></span></header>
+<div id="offline" hidden>No answer from the box</div>
+<main>
+<div id="left"><img id="mosaic" alt="mosaic of the cameras" data-time=""></div>
+<div id="right"><table><thead><tr><th>camera</th><th>state</th><th>fps</th><th>last event</th></tr></thead>
+<tbody id="cameras"></tbody></table></div>
+</main>
+<script>
+"use strict";
+const POLL_MS = Number(document.body.dataset.pollMs);
+const img = document.getElementById("mosaic");
+const rowClass = {{reconnecting: "down", failed: "down", starting: "wait", disabled: "off"}};
+let wanted = null;
+img.addEventListener("load", () => {{ img.dataset.time = img.dataset.loading; }});
+function clock(t) {{ return new Date(t * 1000).toLocaleTimeString([], {{hour12: false}}); }}
+function cell(tr, text, cls) {{
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  tr.appendChild(td);
+}}
+function render(doc) {{
+  document.getElementById("clock").textContent = clock(doc.time);
+  const m = doc.mosaic;
+  img.hidden = !m.time;
+  if (m.time && m.time !== wanted) {{
+    wanted = m.time;
+    img.dataset.loading = String(m.time);
+    img.src = "mosaic.jpg?t=" + encodeURIComponent(m.time);
+  }}
+  const body = document.createElement("tbody");
+  body.id = "cameras";
+  for (const cam of doc.cameras) {{
+    const tr = document.createElement("tr");
+    tr.dataset.camera = cam.id;
+    tr.className = rowClass[cam.state] || "ok";
+    cell(tr, cam.name);
+    cell(tr, cam.state);
+    cell(tr, cam.state === "streaming" ? cam.fps.toFixed(1) : "");
+    const ev = cam.last_event;
+    cell(tr, ev ? ev.type + " " + clock(ev.time) : "");
+    body.appendChild(tr);
+    if (cam.error && tr.className === "down") {{
+      const er = document.createElement("tr");
+      er.className = "down";
+      const td = document.createElement("td");
+      td.colSpan = 4; td.className = "err"; td.textContent = cam.error;
+      er.appendChild(td); body.appendChild(er);
+    }}
+  }}
+  document.getElementById("cameras").replaceWith(body);
+}}
+async function refresh() {{
+  try {{
+    const answer = await fetch("cameras.json", {{cache: "no-store"}});
+    if (!answer.ok) throw new Error(String(answer.status));
+    render(await answer.json());
+    document.getElementById("offline").hidden = true;
+  }} catch (e) {{
+    document.getElementById("offline").hidden = false;
+  }}
+  setTimeout(refresh, POLL_MS);
+}}
+refresh();
+</script></body></html>
+"""
+
+
+class ScreenServer:
+    """Serves the page on `listen` ("host:port") from the daemon's loop."""
+
+    def __init__(self, listen: str, data: ScreenData) -> None:
+        host, _, port = listen.rpartition(":")
+        self._host, self._port = host.strip("[]"), int(port)
+        self._data = data
+        self._page = PAGE.format(box=html.escape(data.box), poll_ms=_poll_ms(data.mosaic_interval)).encode()
+        self._runner: web.AppRunner | None = None
+        self._log = get_logger(component="web", listen=listen)
+        self.requests = 0
+
+    def _app(self) -> web.Application:
+        app = web.Application(middlewares=[self._headers])
+        app.router.add_get("/", self._index)
+        app.router.add_get("/mosaic.jpg", self._mosaic)
+        app.router.add_get("/cameras.json", self._cameras)
+        return app
+
+    @web.middleware
+    async def _headers(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.requests += 1
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # 404, 405: the same headers
+            response = exc
+        response.headers.update(HEADERS)
+        return response
+
+    async def _index(self, _request: web.Request) -> web.Response:
+        return web.Response(body=self._page, content_type="text/html", charset="utf-8")
+
+    async def _mosaic(self, _request: web.Request) -> web.Response:
+        mosaic = self._data.mosaic()
+        if mosaic is None:
+            raise web.HTTPNotFound(text="no mosaic yet")
+        return web.Response(body=mosaic[0], content_type="image/jpeg")
+
+    async def _cameras(self, _request: web.Request) -> web.Response:
+        body = json.dumps(self._data.view(), separators=(",", ":"), allow_nan=False)
+        return web.Response(text=body, content_type="application/json")
+
+    async def run(self) -> None:
+        """Serve until cancelled; a port that cannot be bound is retried every RETRY_BIND_S
+        (the daemon's real work does not depend on the page)."""
+        runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        self._runner = runner
+        try:
+            while True:
+                try:
+                    await web.TCPSite(runner, self._host, self._port, shutdown_timeout=1.0).start()
+                except OSError as exc:
+                    self._log.error("web_listen_failed", error=exc.strerror or str(exc), retry_in_s=RETRY_BIND_S)
+                    await asyncio.sleep(RETRY_BIND_S)
+                    continue
+                self._log.info("web_listening")
+                await asyncio.Event().wait()
+        finally:
+            self._runner = None
+            await asyncio.shield(runner.cleanup())
