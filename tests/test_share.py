@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 
 from edge.egress import Egress, is_image
+from edge.mosaic import TILE_H, mosaic_size, tile_rect
 from edge.outbox import Kind, Outbox
 from edge.topics import Topics
 from harness.broker import Mosquitto
 from harness.camsim import CameraSimulator
 from harness.daemon import DaemonProcess, run_cli, write_config
 from harness.mqtt_capture import MqttCapture, Received
+from tests.test_mosaic import flat_share
 
 P = "nvr/box-1"
 JPEG = cv2.imencode(".jpg", np.full((8, 8, 3), 200, np.uint8))[1].tobytes()
@@ -166,11 +168,12 @@ def test_a_run_lets_out_nothing_a_share_forbids(tmp_path: Path, broker: Mosquitt
                     timeout=90,
                 )
             assert run_cli("health", "--config", str(config), "--timeout", "10").returncode == 0
+            capture.wait_for(lambda m: m.topic == f"{P}/mosaic", timeout=10, count=2)
         finally:
             assert daemon.stop() == 0, daemon.log_text()[-3000:]
     messages = capture.snapshot()
     topics = {m.topic for m in messages}
-    assert {f"{P}/stats", f"{P}/health"} <= topics
+    assert {f"{P}/stats", f"{P}/health", f"{P}/mosaic"} <= topics
     assert any(t.startswith("homeassistant/") for t in topics)
 
     # share none: no message about it, no mention of it at all, outside stats and health.
@@ -197,3 +200,11 @@ def test_a_run_lets_out_nothing_a_share_forbids(tmp_path: Path, broker: Mosquitt
     for message in messages:
         if is_image(message.payload):
             assert _about(message, "open") or message.topic == f"{P}/mosaic", message.topic
+
+    # In the mosaic only the full camera's tile is a picture; the others say "private".
+    last = [m for m in messages if m.topic == f"{P}/mosaic"][-1]
+    mosaic = cv2.imdecode(np.frombuffer(last.payload, np.uint8), cv2.IMREAD_COLOR)
+    assert mosaic.shape[:2] == mosaic_size(3)[::-1]
+    tiles = [mosaic[y : y + TILE_H, x : x + w] for x, y, w, _h in (tile_rect(i, 3) for i in range(3))]
+    assert flat_share(tiles[0]) < 0.3
+    assert flat_share(tiles[1]) > 0.8 and flat_share(tiles[2]) > 0.8
