@@ -195,7 +195,7 @@ def draw_tile(canvas: np.ndarray, tile: Tile) -> None:
     cv2.putText(bar, _fit(tile.name, 0.5, TILE_W - 12), (6, 16), FONT, 0.5, WHITE, 1, cv2.LINE_AA)
     status = tile.state
     if tile.frame is not None and not tile.private:
-        status += f"  {_clock(tile.frame.time)}"
+        status += f"  {'last frame ' if down else ''}{_clock(tile.frame.time)}"
     cv2.putText(bar, _fit(status, 0.45, TILE_W - 12), (6, 34), FONT, 0.45, WHITE, 1, cv2.LINE_AA)
     cv2.rectangle(canvas, (0, 0), (TILE_W - 1, TILE_H + BAR_H - 1), BLACK, 1)
 

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   mosquitto mosquitto-clients
   ffmpeg
+  chromium  # headless, for the test of the centre's web page (tests/test_web.py)
   python3 python3-venv python3-gi
   gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
