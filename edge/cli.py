@@ -1,4 +1,4 @@
-"""Command line (SPEC section 1): run, check-config, health."""
+"""Command line (SPEC section 1): run, check-config, health; the district's tail and roll-call."""
 
 from __future__ import annotations
 
@@ -32,7 +32,30 @@ def _parser() -> argparse.ArgumentParser:
         )
         if name == "health":
             cmd.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer")
+    _district_parsers(sub)
     return parser
+
+
+def _district_parsers(sub: argparse._SubParsersAction) -> None:
+    """tail and roll-call (edge/district.py): the district's view of every box under a prefix."""
+    from edge.district import add_arguments
+
+    tail = sub.add_parser(
+        "tail",
+        help="print live events of every box under the prefix, one line each",
+        description="Print live events of every box under the prefix: box, camera, type, time, score.",
+    )
+    add_arguments(tail)
+    tail.add_argument("--count", type=int, help="exit after this many events")
+    tail.add_argument("--seconds", type=float, help="exit after this many seconds")
+    roll = sub.add_parser(
+        "roll-call",
+        help="list every box seen: status, age of its last stats, its cameras' states",
+        description="List every box under the prefix with its retained status, the age of its last stats "
+        "and its cameras' states. Exit 0 when every box seen is online, 1 when one is not, 2 when none is seen.",
+    )
+    add_arguments(roll)
+    roll.add_argument("--wait", type=float, default=35.0, help="seconds to listen for stats at most (default 35)")
 
 
 def _load(path: str):  # noqa: ANN202 - returns Config or None
@@ -132,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in ("tail", "roll-call"):
+        from edge.district import run
+
+        return run(args, _load, os.environ.get("NVR_EDGE_CONFIG") or DEFAULT_CONFIG)
     if args.command == "check-config":
         return _cmd_check_config(args.config)
     if args.command == "run":
