@@ -516,12 +516,17 @@ class Daemon:
         the grid from what they have and the cameras' states now, publish it retained."""
         interval = self.config.mosaic.interval
         lead = min(1.0, interval / 2)  # time the workers get to grab a tile (a frame at 1 fps)
+        loop = asyncio.get_running_loop()
+        due = loop.time() + interval  # a fixed rate: the work does not push the next one later
         while True:
-            await asyncio.sleep(interval - lead)
+            await asyncio.sleep(max(0.0, due - lead - loop.time()))
             for cam_id, worker in self.workers.items():
                 if self.egress.images_allowed(cam_id):
                     worker.request_tile()
-            await asyncio.sleep(lead)
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            due += interval
+            if due < loop.time() + lead:  # fell behind (a blocked loop): start afresh
+                due = loop.time() + interval
             states = {cam: (st.state.value, st.error) for cam, st in self.statuses.items()}
             frames = {cam: worker.tile for cam, worker in self.workers.items()}
             tiles = tiles_for(self.config.cameras, states, frames, self.egress)

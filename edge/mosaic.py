@@ -159,6 +159,12 @@ def _wrap(text: str, scale: float, width: int, lines: int) -> list[str]:
     return out
 
 
+def _paint(view: np.ndarray, colour: tuple[int, int, int]) -> None:
+    """Fill a view of the mosaic with one colour (cv2: numpy broadcasting a colour to a
+    strided view costs ~0.5 ms a tile)."""
+    cv2.rectangle(view, (0, 0), (view.shape[1] - 1, view.shape[0] - 1), colour, -1)
+
+
 def _centred(canvas: np.ndarray, text: str, cy: int, scale: float, thickness: int = 1) -> None:
     text = _fit(text, scale, canvas.shape[1] - 12, thickness)
     (w, h), _ = cv2.getTextSize(text, FONT, scale, thickness)
@@ -174,10 +180,10 @@ def draw_tile(canvas: np.ndarray, tile: Tile) -> None:
     picture, bar = canvas[:TILE_H], canvas[TILE_H:]
     down = tile.state in DOWN_STATES
     if tile.private:
-        picture[:] = PRIVATE
+        _paint(picture, PRIVATE)
         _centred(picture, "private", TILE_H // 2, 1.0, 2)
     elif down or tile.frame is None:
-        picture[:] = GREY
+        _paint(picture, GREY)
         _centred(picture, tile.state, TILE_H // 3, 0.9, 2)
         detail = tile.error if down and tile.error else "waiting for a frame" if not down else ""
         for i, line in enumerate(_wrap(detail, 0.45, TILE_W - 16, 3)):
@@ -185,13 +191,14 @@ def draw_tile(canvas: np.ndarray, tile: Tile) -> None:
     else:
         image = tile.frame.image
         h, w = image.shape[:2]
-        picture[:] = BLACK
+        if (h, w) != (TILE_H, TILE_W):
+            _paint(picture, BLACK)
         y, x = (TILE_H - h) // 2, (TILE_W - w) // 2
         picture[y : y + h, x : x + w] = image
     if tile.name is None:
-        bar[:] = BAR_OK
+        _paint(bar, BAR_OK)
         return
-    bar[:] = BAR_DOWN if down else BAR_OK if tile.state == "streaming" else BAR_WAIT
+    _paint(bar, BAR_DOWN if down else BAR_OK if tile.state == "streaming" else BAR_WAIT)
     cv2.putText(bar, _fit(tile.name, 0.5, TILE_W - 12), (6, 16), FONT, 0.5, WHITE, 1, cv2.LINE_AA)
     status = tile.state
     if tile.frame is not None and not tile.private:
