@@ -22,7 +22,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from edge.camera import CameraState, CameraStatus
+from edge.config import CameraConfig
 from edge.mosaic import BAR_H, TILE_H, TILE_W, mosaic_size, tile_rect
+from edge.web import ScreenData
 from harness.broker import Mosquitto, free_port
 from harness.camsim import CameraSimulator
 from harness.daemon import DaemonProcess, write_config
@@ -157,6 +160,39 @@ def _red(rgb: list[float] | None) -> bool:
 
 ROWS_JS = """Object.fromEntries([...document.querySelectorAll("tr[data-camera]")].map(
   tr => [tr.dataset.camera, {cls: tr.className, cells: [...tr.cells].map(td => td.textContent)}]))"""
+
+
+class _Consent:
+    shares = {"gate": "full", "lane": "events", "yard": "none", "park": "full"}
+
+    def images_allowed(self, camera: str) -> bool:
+        return self.shares[camera] == "full"
+
+    def may_name(self, camera: str) -> bool:
+        return self.shares[camera] != "none"
+
+
+def test_cameras_json_shows_a_none_camera_as_stats_do() -> None:
+    url = f"rtsp://admin:{SECRET}@10.0.0.1/a"
+    cameras = {
+        "gate": CameraConfig(url=url, name="Front gate"),
+        "lane": CameraConfig(url=url, share="events"),
+        "yard": CameraConfig(url=url, share="none", name="Private yard"),
+        "park": CameraConfig(url=url, enabled=False),
+    }
+    statuses = {cam: CameraStatus(state=CameraState.STREAMING) for cam in ("gate", "lane", "yard")}
+    statuses["lane"] = CameraStatus(state=CameraState.FAILED, error="authentication failed (401)")
+    events = {cam: {"type": "start", "time": 1.0} for cam in ("gate", "lane", "yard")}
+    data = ScreenData("box-1", 10.0, lambda: cameras, statuses, events, _Consent(), lambda: (b"jpeg", 5.0))
+    view = data.view()
+    rows = {row["id"]: row for row in view["cameras"]}
+    assert rows["gate"]["name"] == "Front gate" and rows["gate"]["last_event"] == {"type": "start", "time": 1.0}
+    assert rows["lane"]["state"] == "failed" and rows["lane"]["error"] == "authentication failed (401)"
+    assert rows["yard"] == {"id": "yard", "name": "yard", "state": "streaming", "error": None, "fps": 0.0,
+                            "last_event": None}  # fmt: skip
+    assert rows["park"]["state"] == "disabled"
+    assert view["mosaic"] == {"interval": 10.0, "time": 5.0}
+    assert SECRET not in json.dumps(view) and "Private yard" not in json.dumps(view)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh installs it)")
