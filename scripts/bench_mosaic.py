@@ -1,6 +1,8 @@
 """What the mosaic and the centre's page cost at N cameras (default 24), as a share of the daemon's CPU.
 
-The same daemon and cameras (640x360 at 5 fps, decoded for motion) run in two variants:
+Two daemons run side by side on the same simulated cameras (640x360 at 5 fps, decoded
+for motion), measured over the same window, so other work on the machine and the
+scene weigh on both alike:
 - off: `mosaic.interval: 0`, no `web.listen`;
 - on:  `mosaic.interval` (default 10 s) and the page served, polled as the page itself
   does in a browser: /cameras.json every quarter interval (at most 2 s), /mosaic.jpg
@@ -12,8 +14,8 @@ Two figures, because the cost is small next to the run-to-run noise of a 2-core 
   composing and encoding the grid; divided by the daemon's whole CPU (/proc, user+sys)
   over the same window. It leaves out publishing the JPEG and serving the page, which
   the A/B figure includes;
-- A/B: the daemon's CPU on minus off (rounds alternate off/on), printed with the spread
-  of the rounds, so a difference inside the noise reads as such.
+- A/B: the `on` daemon's CPU minus the `off` one's, printed with the spread over
+  rounds, so a difference inside the noise reads as such.
 
 Target (issue #8): under 3 % of the daemon's CPU.
 
@@ -48,8 +50,7 @@ from harness.clips import ensure_clips  # noqa: E402
 from harness.daemon import DaemonProcess, write_config  # noqa: E402
 from harness.mqtt_capture import MqttCapture  # noqa: E402
 
-BOX = "bench-mosaic"
-P = f"nvr/{BOX}"
+OFF, ON = "bench-mosaic-off", "bench-mosaic-on"  # the two daemons' box ids
 TARGET_PCT = 3.0
 STATS_INTERVAL = 5.0
 
@@ -89,9 +90,10 @@ class PagePoller(threading.Thread):
         self.join(10)
 
 
-def _stats_at(capture: MqttCapture, after: float) -> dict[str, Any]:
-    """The first stats message received after `after` (waits for it)."""
-    found = capture.wait_for(lambda m: m.topic == f"{P}/stats" and m.at > after, timeout=3 * STATS_INTERVAL)
+def _stats_at(capture: MqttCapture, box: str, after: float) -> dict[str, Any]:
+    """The first stats message of `box` received after `after` (waits for it)."""
+    topic = f"nvr/{box}/stats"
+    found = capture.wait_for(lambda m: m.topic == topic and m.at > after, timeout=3 * STATS_INTERVAL)
     return json.loads(found[0].payload) | {"_at": found[0].at}
 
 
@@ -100,60 +102,71 @@ def _mosaic_cpu(stats: dict[str, Any]) -> float:
     return float(mosaic.get("compose_cpu_s", 0.0)) + float(mosaic.get("tile_cpu_s", 0.0))
 
 
-def run_variant(
-    args: argparse.Namespace, sim: CameraSimulator, broker: Mosquitto, names: list[str], on: bool, work: Path
+def _all_streaming(capture: MqttCapture, box: str, cameras: int, timeout: float) -> None:
+    topic = f"nvr/{box}/stats"
+    capture.wait_for(
+        lambda m: (
+            m.topic == topic
+            and sum(c["state"] == "streaming" for c in json.loads(m.payload)["cameras"].values()) == cameras
+        ),
+        timeout=timeout,
+    )
+
+
+def run_round(
+    args: argparse.Namespace, sim: CameraSimulator, broker: Mosquitto, names: list[str], work: Path
 ) -> dict[str, Any]:
-    """One daemon run: warm up, then measure over `args.seconds`."""
+    """Both daemons side by side on the same streams: warm up, then measure both over the
+    same `args.seconds`, so other work on the machine and the scene weigh on both alike."""
     port = free_port()
     work.mkdir(parents=True, exist_ok=True)
-    extra: dict[str, Any] = {"mosaic": {"interval": args.interval if on else 0}}
-    if on:
-        extra["web"] = {"listen": f"127.0.0.1:{port}"}
-    config = write_config(
-        work / f"edge-{'on' if on else 'off'}.yaml",
-        box_id=BOX,
-        data_dir=work / ("data-on" if on else "data-off"),
-        mqtt_port=broker.port,
-        cameras={name: {"url": sim.urls[name]} for name in names},
-        stats_interval=STATS_INTERVAL,
-        extra=extra,
-    )
-    poller = PagePoller(f"http://127.0.0.1:{port}", min(2.0, max(0.5, args.interval / 4))) if on else None
-    with MqttCapture(broker.host, broker.port, (f"{P}/stats",)) as capture, DaemonProcess(config) as daemon:
-        assert daemon.proc is not None
-        pid = daemon.proc.pid
-        capture.wait_for(
-            lambda m: (
-                m.topic == f"{P}/stats"
-                and sum(c["state"] == "streaming" for c in json.loads(m.payload)["cameras"].values()) == len(names)
-            ),
-            timeout=90,
+    configs = {}
+    for box, on in ((OFF, False), (ON, True)):
+        extra: dict[str, Any] = {"mosaic": {"interval": args.interval if on else 0}}
+        if on:
+            extra["web"] = {"listen": f"127.0.0.1:{port}"}
+        configs[box] = write_config(
+            work / f"{box}.yaml",
+            box_id=box,
+            data_dir=work / box,
+            mqtt_port=broker.port,
+            cameras={name: {"url": sim.urls[name]} for name in names},
+            stats_interval=STATS_INTERVAL,
+            extra=extra,
         )
-        if poller is not None:
+    poller = PagePoller(f"http://127.0.0.1:{port}", min(2.0, max(0.5, args.interval / 4)))
+    with MqttCapture(broker.host, broker.port, ("nvr/+/stats",)) as capture:
+        daemons = {box: DaemonProcess(path).start() for box, path in configs.items()}
+        try:
+            for box in daemons:
+                _all_streaming(capture, box, len(names), timeout=120)
             poller.start()
-        time.sleep(args.warmup)
-        first = _stats_at(capture, time.time())
-        cpu0, t0 = cpu_seconds(pid), time.monotonic()
-        time.sleep(args.seconds)
-        last = _stats_at(capture, time.time())
-        cpu1, t1 = cpu_seconds(pid), time.monotonic()
-        if poller is not None:
+            time.sleep(args.warmup)
+            first = _stats_at(capture, ON, time.time())
+            pids = {box: d.proc.pid for box, d in daemons.items() if d.proc is not None}
+            cpu0, t0 = {box: cpu_seconds(pid) for box, pid in pids.items()}, time.monotonic()
+            time.sleep(args.seconds)
+            cpu1, t1 = {box: cpu_seconds(pid) for box, pid in pids.items()}, time.monotonic()
+            last = {box: _stats_at(capture, box, time.time()) for box in daemons}
             poller.stop()
-        skipped = sum(c["frames_skipped"] for c in last["cameras"].values())
-    daemon_pct = 100 * (cpu1 - cpu0) / (t1 - t0)
-    result: dict[str, Any] = {"on": on, "daemon_cpu_pct": round(daemon_pct, 2), "frames_skipped": skipped}
-    if on:
-        span = last["_at"] - first["_at"]
-        mosaic_pct = 100 * (_mosaic_cpu(last) - _mosaic_cpu(first)) / span
-        result |= {
-            "mosaic_cpu_pct": round(mosaic_pct, 3),
-            "mosaic_share_pct": round(100 * mosaic_pct / daemon_pct, 2) if daemon_pct else None,
-            "mosaics": last["mosaic"]["made"] - first["mosaic"]["made"],
-            "mosaic_bytes": last["mosaic"]["bytes"],
-            "page_requests": poller.requests if poller else 0,
-            "page_errors": poller.errors if poller else 0,
-        }
-    return result
+        finally:
+            for daemon in daemons.values():
+                if daemon.alive:
+                    daemon.stop()
+    pct = {box: 100 * (cpu1[box] - cpu0[box]) / (t1 - t0) for box in daemons}
+    span = last[ON]["_at"] - first["_at"]
+    mosaic_pct = 100 * (_mosaic_cpu(last[ON]) - _mosaic_cpu(first)) / span
+    return {
+        "daemon_cpu_off_pct": round(pct[OFF], 2),
+        "daemon_cpu_on_pct": round(pct[ON], 2),
+        "mosaic_cpu_pct": round(mosaic_pct, 3),
+        "mosaic_share_pct": round(100 * mosaic_pct / pct[ON], 2),
+        "mosaics": last[ON]["mosaic"]["made"] - first["mosaic"]["made"],
+        "mosaic_bytes": last[ON]["mosaic"]["bytes"],
+        "page_requests": poller.requests,
+        "page_errors": poller.errors,
+        "frames_skipped": {box: sum(c["frames_skipped"] for c in s["cameras"].values()) for box, s in last.items()},
+    }
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -166,16 +179,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="nvr-bench-mosaic-") as tmp, Mosquitto() as broker:
         with CameraSimulator(mounts) as sim:
             for round_no in range(args.rounds):
-                for on in (False, True):
-                    run = run_variant(args, sim, broker, names, on, Path(tmp) / f"r{round_no}")
-                    runs.append(run)
-                    print(f"  round {round_no + 1} {'on ' if on else 'off'}: {json.dumps(run)}", file=sys.stderr)
-    off = [r["daemon_cpu_pct"] for r in runs if not r["on"]]
-    on_runs = [r for r in runs if r["on"]]
-    on = [r["daemon_cpu_pct"] for r in on_runs]
+                runs.append(run_round(args, sim, broker, names, Path(tmp) / f"r{round_no}"))
+                print(f"  round {round_no + 1}: {json.dumps(runs[-1])}", file=sys.stderr)
+    off = [r["daemon_cpu_off_pct"] for r in runs]
+    on = [r["daemon_cpu_on_pct"] for r in runs]
     diffs = [b - a for a, b in zip(off, on, strict=True)]
-    share = statistics.mean(r["mosaic_share_pct"] for r in on_runs)
-    ab_share = 100 * statistics.mean(diffs) / statistics.mean(off)
+    share = statistics.mean(r["mosaic_share_pct"] for r in runs)
     return {
         "cameras": args.cameras,
         "interval_s": args.interval,
@@ -186,12 +195,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "daemon_cpu_on_pct": round(statistics.mean(on), 2),
         "ab_diff_points": round(statistics.mean(diffs), 2),
         "ab_diff_spread_points": round(max(diffs) - min(diffs), 2) if len(diffs) > 1 else None,
-        "ab_share_pct": round(ab_share, 2),
-        "self_measured_cpu_pct": round(statistics.mean(r["mosaic_cpu_pct"] for r in on_runs), 3),
+        "ab_share_pct": round(100 * statistics.mean(diffs) / statistics.mean(off), 2),
+        "self_measured_cpu_pct": round(statistics.mean(r["mosaic_cpu_pct"] for r in runs), 3),
         "self_measured_share_pct": round(share, 2),
-        "mosaic_bytes": on_runs[-1]["mosaic_bytes"],
-        "page_requests": sum(r["page_requests"] for r in on_runs),
-        "page_errors": sum(r["page_errors"] for r in on_runs),
+        "mosaic_bytes": runs[-1]["mosaic_bytes"],
+        "page_requests": sum(r["page_requests"] for r in runs),
+        "page_errors": sum(r["page_errors"] for r in runs),
         "target_pct": TARGET_PCT,
         "pass": share < TARGET_PCT,
         "runs": runs,
