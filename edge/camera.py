@@ -8,6 +8,7 @@ sink that must not block (the app posts them onto the asyncio loop).
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from collections.abc import Callable
@@ -17,15 +18,25 @@ from enum import StrEnum
 import av
 import numpy as np
 
+from edge.backlog import Backlog
 from edge.backoff import Backoff
 from edge.config import CameraConfig, EventConfig
 from edge.events import Event, EventTracker, TrackerStep
+from edge.idle import Action, IdleController
 from edge.logs import get_logger
 from edge.mosaic import Frame, TileGrabber
 from edge.motion import MotionDetector
 from edge.recorder import SegmentRecorder
 from edge.redact import redact_url
-from edge.source import FrameClock, SourceError, SourceOptions, decode, demux_packets, open_stream, select_streams
+from edge.source import (
+    FrameClock,
+    IdleDecoder,
+    SourceError,
+    SourceOptions,
+    demux_packets,
+    open_stream,
+    select_streams,
+)
 from edge.thumbnail import ThumbnailMaker
 
 
@@ -53,6 +64,8 @@ class CameraStatus:
     width: int = 0
     height: int = 0
     started_monotonic: float = field(default_factory=time.monotonic)
+    idle: bool = False  # idle mode (edge.idle): keyframes decoded, packet sizes watched
+    idle_wakes: int = 0
     # Bumped by the worker thread on every packet, connection attempt and second of
     # back-off: the systemd watchdog withholds its ping when one goes stale (wedged).
     heartbeat_monotonic: float = field(default_factory=time.monotonic)
@@ -78,6 +91,19 @@ Sink = Callable[[CameraOutput], None]
 # slowly; a dropped connection quickly at first.
 _FAST_BACKOFF = (1.0, 30.0)
 _SLOW_BACKOFF = (30.0, 300.0)
+
+
+_PR_SET_NAME = 15
+_LIBC = ctypes.CDLL(None, use_errno=True)  # the process's own symbols: libc's prctl
+
+
+def name_os_thread(name: str) -> None:
+    """Give the calling thread its name in /proc/<pid>/task/<tid>/comm (15 bytes at
+    most), so top -H and the benchmarks can tell camera and record workers apart."""
+    try:
+        _LIBC.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    except (AttributeError, OSError):
+        pass
 
 
 def luma_view(frame: av.VideoFrame) -> np.ndarray:
@@ -122,6 +148,7 @@ class StreamWorker:
         return self._thread.is_alive()
 
     def _run(self) -> None:
+        name_os_thread(self._thread.name)
         backoff = Backoff(*_FAST_BACKOFF)
         first = True
         poll = self._source_options.stall_min  # then the last connection's stall limit, once measured
@@ -238,6 +265,10 @@ class CameraWorker(StreamWorker):
         self._tile_wanted = False
         self.tile: Frame | None = None
         self.tile_cpu_s = 0.0  # CPU this thread spent on tiles (the mosaic's cost, in stats)
+        self._decoder: IdleDecoder | None = None  # per connection
+        # Detection's queue bound (edge.backlog): frames later than this behind the stream are skipped.
+        self._backlog_limit = max(1.0, 3.0 / camera.motion.detect_fps)
+        self._backlog = Backlog(self._backlog_limit)
 
     def request_tile(self) -> None:
         """The mosaic wants a fresh tile: it is grabbed from the next decoded frame."""
@@ -259,24 +290,51 @@ class CameraWorker(StreamWorker):
         if self.recorder is not None:
             self.recorder.begin(video, audio)
             streams += [audio] if audio is not None else []
+        idle = IdleController(self.camera.motion.idle_after, time.monotonic())
+        self._decoder = decoder = IdleDecoder(video, idle, copy_held=self.recorder is not None)
+        self._backlog = Backlog(self._backlog_limit)
+        self.status.idle = False
         for packet in demux_packets(container, streams, self._url, clock, self._stop):
             if self._stop.is_set():
                 return
             self.status.heartbeat_monotonic = time.monotonic()
             if packet.stream is video:
-                for frame in decode(packet):
-                    if self.status.state is not CameraState.STREAMING:
-                        self._streaming(backoff, frame.width, frame.height)
-                    self._on_frame(frame)
+                self._video_packet(packet, decoder, backoff)
             if self.recorder is not None:
                 self.recorder.write(packet)  # after decoding: write() rebases the packet
+
+    def _video_packet(self, packet: av.Packet, decoder: IdleDecoder, backoff: Backoff) -> None:
+        """Decode and analyse, or (idle mode, edge.idle) hold the packet back undecoded."""
+        arrival = time.monotonic()
+        frames = decoder.feed(packet, arrival)
+        self._note_idle(decoder)
+        if decoder.action is Action.HOLD:
+            self.status.frames_in += 1  # it arrived; it is only not decoded
+            self.status.last_frame_monotonic = time.monotonic()
+            return
+        for frame in frames:
+            if self.status.state is not CameraState.STREAMING:
+                self._streaming(backoff, frame.width, frame.height)
+            self._on_frame(frame, self._backlog.stale(arrival, frame.time))
+
+    def _note_idle(self, decoder: IdleDecoder) -> None:
+        idle = decoder.idle
+        if self.status.idle != idle.idle:
+            self.status.idle, self.status.idle_wakes = idle.idle, idle.wakes
+            wake = idle.last_wake
+            if idle.idle:
+                self._log.debug("idle_enter")
+            else:
+                self._log.debug("idle_wake", reason=wake.reason if wake else None, size=wake.size if wake else None)
 
     def _on_down(self, stopping: bool) -> None:
         if self.recorder is not None:
             self.recorder.close()
         self.close_events("shutdown" if stopping else "camera_lost")
 
-    def _on_frame(self, frame: av.VideoFrame) -> None:
+    def _on_frame(self, frame: av.VideoFrame, stale: bool = False) -> None:
+        """Count the frame; analyse it when detection is on, due (detect_fps) and not
+        stale (the worker is more than the backlog limit behind the stream: skipped)."""
         now_mono = time.monotonic()
         status = self.status
         status.frames_in += 1
@@ -293,10 +351,16 @@ class CameraWorker(StreamWorker):
             return
         if now_mono - self._last_detect < 0.95 / self.camera.motion.detect_fps:
             return
+        if stale:
+            status.frames_skipped += 1
+            return
         self._last_detect = now_mono
         t = time.time()
         result = self._detector.process(luma_view(frame), t)
         status.frames_detect += 1
+        if self._decoder is not None:
+            self._decoder.analysed(now_mono, result.motion)
+            self._note_idle(self._decoder)
         with self._lock:
             step = self._tracker.update(t, result)
         if step.new_peak and self._want_images:

@@ -74,6 +74,8 @@ def camera_stats(status: CameraStatus, fps_in: float, fps_detect: float, now: fl
         "motion": status.motion,
         "error": status.error,
         "detect": status.detect_enabled,
+        "idle": status.idle,  # idle mode: keyframes only, packet sizes watched (edge.idle)
+        "idle_wakes": status.idle_wakes,
         "width": status.width,
         "height": status.height,
     }

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import av
 import av.error
 
+from edge.idle import MAX_HELD, Action, IdleController, h264_slice_kind
 from edge.redact import redact_text
 
 SUPPORTED_CODECS = {"h264": "H.264", "hevc": "H.265"}
@@ -196,3 +197,62 @@ def decode(packet: av.Packet) -> list[av.VideoFrame]:
         return packet.decode()
     except av.error.FFmpegError:  # corrupted data: the decoder resyncs at the next good slice
         return []
+
+
+def _decode_with(codec: av.codec.context.CodecContext, packet: av.Packet) -> list[av.VideoFrame]:
+    """Decode with the stream's decoder: held packets may be copies that belong to no stream."""
+    try:
+        return codec.decode(packet)  # type: ignore[return-value]
+    except av.error.FFmpegError:
+        return []
+
+
+def copy_packet(packet: av.Packet) -> av.Packet:
+    """A packet with the same bytes and times that nothing else will touch."""
+    copy = av.Packet(bytes(packet))
+    copy.pts, copy.dts, copy.time_base = packet.pts, packet.dts, packet.time_base
+    return copy
+
+
+class IdleDecoder:
+    """A camera's video decoder with idle mode (edge.idle): `feed` a packet, get the frames
+    to analyse; while the controller says the camera is idle, only keyframes are decoded
+    and the packets in between are held back, to be decoded in order when it wakes.
+
+    The daemon's camera worker and the motion evaluation both decode through this, so
+    the evaluation measures what the daemon does. `copy_held`: hold copies (the caller
+    hands the packets on to something that changes them, e.g. the recorder)."""
+
+    def __init__(self, video: av.VideoStream, idle: IdleController, copy_held: bool = False) -> None:
+        self.idle = idle
+        self.action = Action.DECODE  # what was done with the last packet
+        self.held: list[av.Packet] = []
+        self.decoded = 0  # packets handed to the decoder (the rest were held and dropped)
+        self._codec = video.codec_context
+        self._h264 = self._codec.name == "h264"
+        self._copy = copy_held
+
+    def feed(self, packet: av.Packet, now: float) -> list[av.VideoFrame]:
+        """The frames of this packet to analyse ([] when it was held back or is corrupt)."""
+        key = packet.is_keyframe
+        kind = None
+        if not key and self._h264:
+            kind = h264_slice_kind(bytes(memoryview(packet)[:256]), packet.size)
+        self.action = action = self.idle.packet(now, packet.size, key, kind)
+        if action is Action.HOLD:
+            if len(self.held) >= MAX_HELD:
+                del self.held[0]
+            self.held.append(copy_packet(packet) if self._copy else packet)
+            return []
+        if action is Action.WAKE:
+            for held in self.held:  # the decoder needs them as references; too old to analyse
+                _decode_with(self._codec, held)
+            self.decoded += len(self.held)
+        if action is not Action.DECODE:
+            self.held.clear()
+        self.decoded += 1
+        return _decode_with(self._codec, packet)
+
+    def analysed(self, now: float, motion: bool) -> None:
+        """A motion result of a frame from `feed`: it may wake the camera (a keyframe showed motion)."""
+        self.idle.analysed(now, motion)

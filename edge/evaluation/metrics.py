@@ -31,6 +31,8 @@ class Score:
     negative_seconds: float = 0.0
     detect_seconds: float = 0.0
     detect_calls: int = 0
+    frames_total: int = 0  # video packets of the stream (idle-mode runs only)
+    frames_decoded: int = 0  # ... of which decoded (the rest were held back and never needed)
     missed: list[int] = field(default_factory=list)  # first frames of spans not found
 
     def add(self, other: Score) -> None:
@@ -44,6 +46,8 @@ class Score:
             "negative_seconds",
             "detect_seconds",
             "detect_calls",
+            "frames_total",
+            "frames_decoded",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -117,6 +121,20 @@ def evaluate(
                     event_frames[-1] = (event_frames[-1][0], i)
         predicted[i] = last.motion
         active[i] = tracker.active
+    return score_run(score, labels, fps, predicted, active, event_frames)
+
+
+def score_run(
+    score: Score,
+    labels: np.ndarray,
+    fps: float,
+    predicted: np.ndarray,
+    active: np.ndarray,
+    event_frames: list[tuple[int, int | None]],
+) -> Score:
+    """Fill `score` from per-frame decisions: `predicted` (motion raised), `active` (an
+    event open) and the events as (start frame, end frame or None)."""
+    n = len(labels)
     valid = labels >= 0
     score.tp = int(np.count_nonzero(predicted & (labels == 1)))
     score.fp = int(np.count_nonzero(predicted & (labels == 0)))

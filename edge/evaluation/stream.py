@@ -1,0 +1,126 @@
+"""The idle-mode path of the evaluation: a clip decoded packet by packet through the
+daemon's own IdleDecoder (edge.source) and IdleController (edge.idle), so keyframes-only
+decoding, held packets and packet-size wake-ups are scored exactly as they run.
+
+A frame that is not decoded (held back while idle) or not analysed keeps the last
+decision, as in the frame-based evaluation. Time is the clip's: `idle_after` and the
+detection rate apply to the stream's timestamps.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from edge.camera import luma_view
+from edge.config import EventConfig
+from edge.evaluation.metrics import Detector, Score, score_run
+from edge.events import EventTracker
+from edge.idle import IdleController
+from edge.source import IdleDecoder, select_streams
+
+GOP_S = 2.0  # generated clips: a keyframe every 2 s, no B-frames, like an IP camera's stream
+
+
+def evaluate_stream(
+    source: Path | io.BytesIO,
+    labels: np.ndarray,
+    fps: float,
+    detector: Detector,
+    idle_after: float,
+    detect_fps: float = 5.0,
+    events: EventConfig | None = None,
+) -> tuple[Score, int]:
+    """Score `detector` on the video in `source` decoded as the camera worker decodes it,
+    with idle mode after `idle_after` seconds without motion (0: off). Returns the score
+    (with frames decoded / total) and how many times idle mode was woken."""
+    tracker = EventTracker("eval", "clip", events or EventConfig())
+    n = len(labels)
+    score = Score()
+    analysed: list[tuple[int, bool, bool]] = []  # (frame index, motion, event open)
+    event_frames: list[tuple[int, int | None]] = []
+    with av.open(source) as container:
+        video, _ = select_streams(container)
+        idle = IdleController(idle_after, 0.0)
+        decoder = IdleDecoder(video, idle)
+        last_t, now = -1e9, 0.0
+        for packet in container.demux(video):
+            if not packet.size:
+                continue
+            if packet.dts is not None:
+                now = float(packet.dts * packet.time_base)
+            frames = decoder.feed(packet, now)
+            score.frames_total += 1
+            for frame in frames:
+                i = round(float(frame.time) * fps) if frame.time is not None else len(analysed)
+                t = i / fps
+                if i >= n or t - last_t < 0.95 / detect_fps:
+                    continue
+                result = detector.process(luma_view(frame), t)
+                decoder.analysed(now, result.motion)
+                score.detect_calls += 1
+                last_t = t
+                for event in tracker.update(t, result).events:
+                    if event.type == "start":
+                        event_frames.append((round(event.start_time * fps), None))
+                    elif event.type == "end" and event_frames:
+                        event_frames[-1] = (event_frames[-1][0], i)
+                analysed.append((i, result.motion, tracker.active))
+        score.frames_decoded = decoder.decoded
+    predicted = np.zeros(n, bool)
+    active = np.zeros(n, bool)
+    for k, (i, motion, is_open) in enumerate(analysed):
+        stop = analysed[k + 1][0] if k + 1 < len(analysed) else n
+        predicted[i:stop] = motion
+        active[i:stop] = is_open
+    return score_run(score, labels, fps, predicted, active, event_frames), idle.wakes
+
+
+def encode_luma(frames: Sequence[np.ndarray], fps: float) -> io.BytesIO:
+    """Grey frames as an in-memory H.264 MP4, encoded like a camera's stream (GOP 2 s,
+    no B-frames), so generated hard cases go through the packet path too."""
+    out = io.BytesIO()
+    rate = Fraction(fps).limit_denominator(1001)
+    h, w = frames[0].shape
+    with av.open(out, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.time_base = 1 / rate
+        gop = str(max(1, round(GOP_S * fps)))
+        stream.options = {"bf": "0", "g": gop, "keyint_min": gop, "sc_threshold": "0", "preset": "veryfast"}
+        stream.codec_context.thread_count = 2
+        planes = np.full((h * 3 // 2, w), 128, np.uint8)
+        for k, luma in enumerate(frames):
+            planes[:h] = luma
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            frame.pts = k
+            frame.time_base = 1 / rate
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    out.seek(0)
+    return out
+
+
+def with_still_lead_in(
+    frames: Sequence[np.ndarray], labels: np.ndarray, fps: float, seconds: float = 20.0
+) -> tuple[list[np.ndarray], np.ndarray] | None:
+    """The clip with `seconds` of its own still opening in front: the frames before the
+    first motion (at least 1 s of label 0), played forwards and backwards in turn so the
+    still view never jumps. Idle mode has engaged by the time the clip proper starts,
+    so what happens when something then moves is what is scored. None without such an opening."""
+    still = 0
+    while still < len(labels) and labels[still] == 0:
+        still += 1
+    if still < fps:
+        return None
+    forth = list(frames[:still])
+    lead: list[np.ndarray] = []
+    while len(lead) < seconds * fps:
+        lead += forth if len(lead) // still % 2 == 0 else forth[::-1]
+    lead = lead[: int(seconds * fps)]
+    return lead + list(frames), np.concatenate([np.zeros(len(lead), labels.dtype), labels])

@@ -1,0 +1,214 @@
+"""Idle mode: a camera that has been still for a while decodes only its keyframes and
+watches the sizes of the packets in between; at the first sign of change it decodes in
+full again, starting with the packets it held back, so nothing is missed.
+
+Why it works: an encoder spends bits on what changed. A still view costs a P-frame a
+few hundred bytes (noise and re-quantisation); a person walking in costs several times
+that, from the first frame they are in. So a P-frame much bigger than the still
+scene's usual size for its kind (P or B, first after the keyframe or not) is reason to
+look. A keyframe is decoded and analysed anyway every GOP (1-2 s on cameras), which
+keeps the detector's background current and catches slow or small changes the sizes
+miss. Waking is cheap and often wrong (a gust, a cloud); sleeping through a person is
+not: every threshold here leans towards waking.
+
+Held packets, not the decoder's `skip_frame`: packets since the last keyframe are kept
+(not decoded) so that on waking they are decoded in order and the decoder's
+references are right from the very next frame; `skip_frame = "NONKEY"` would make the
+decoder drop them, and full decoding could only restart at the next keyframe, up to a
+GOP later.
+
+Pure logic, no PyAV: the camera worker (edge.camera) feeds it packet sizes and motion
+results, and does what it says.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+# A non-key packet may be motion when it is bigger than the still scene's median size
+# for its class by WAKE_MADS median absolute deviations or WAKE_RATIO times, whichever
+# comes first: a noisy view (big, steady P-frames) wakes on the deviations, a clean one
+# on the ratio. Never for less than WAKE_MIN_BYTES over the median: tiny packets jitter.
+WAKE_RATIO = 2.0
+WAKE_MADS = 6.0
+WAKE_MIN_BYTES = 96
+MIN_SAMPLES = 16  # still-scene sizes of a class needed before judging that class
+MIN_SAMPLES_FIRST = 4  # ...of the first packet after a keyframe (one per GOP: learnt slowly)
+WINDOW = 128  # still-scene sizes kept per kind
+QUIET_LEARN_S = 2.0  # sizes are learnt as "still" only this long after the last motion
+MAX_HELD = 600  # packets held for the catch-up; more (a very long GOP) and the oldest go
+# A still view whose P-frames cost more than this share of a keyframe is mostly sensor
+# noise (night, cheap sensor, no noise reduction): a person adds too little to show in
+# the sizes, so such a camera never goes idle. Real daytime views measured 0.5-9 %;
+# noise-heavy generated scenes 23-63 %.
+NOISY_SHARE = 0.15
+
+
+class Action(Enum):
+    DECODE = "decode"  # awake: decode and analyse as usual
+    KEYFRAME = "keyframe"  # idle: decode and analyse this keyframe; drop what was held
+    HOLD = "hold"  # idle: keep the packet undecoded
+    WAKE = "wake"  # idle -> awake: decode the held packets (no analysis), then this one as usual
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """Why idle mode ended: 'size' (a big packet), 'motion' (a keyframe showed motion)."""
+
+    reason: str
+    size: int = 0
+    threshold: float = 0.0
+
+
+def _golomb(data: bytes, bit: int) -> tuple[int, int]:
+    """One unsigned Exp-Golomb code at `bit`: (value, next bit). IndexError past the end."""
+    zeros = 0
+    while not (data[bit >> 3] >> (7 - (bit & 7))) & 1:
+        zeros += 1
+        bit += 1
+        if zeros > 31:
+            raise IndexError("not an Exp-Golomb code")
+    bit += 1
+    value = 0
+    for _ in range(zeros):
+        value = (value << 1) | ((data[bit >> 3] >> (7 - (bit & 7))) & 1)
+        bit += 1
+    return (1 << zeros) - 1 + value, bit
+
+
+def _unescape(payload: bytes) -> bytes:
+    """Drop emulation-prevention bytes (00 00 03 -> 00 00)."""
+    return payload.replace(b"\x00\x00\x03", b"\x00\x00") if b"\x00\x00\x03" in payload else payload
+
+
+def _nal_units(data: bytes, whole: int) -> list[bytes]:
+    """NAL units of an access unit (`data` may be only its first bytes; `whole` is its size):
+    length-prefixed as in MP4 when the lengths add up, else Annex B (start codes, as from RTSP).
+    A 4-byte length such as 00 00 01 1b looks like a start code: the lengths decide."""
+    units, at = [], 0
+    while at + 4 <= len(data):
+        size = int.from_bytes(data[at : at + 4], "big")
+        if size == 0 or at + 4 + size > whole:
+            break
+        units.append(data[at + 4 : at + 4 + size])
+        at += 4 + size
+    else:
+        if units and (at == whole or at >= len(data)):
+            return units
+    if data[:3] == b"\x00\x00\x01" or data[:4] == b"\x00\x00\x00\x01":
+        return [unit.lstrip(b"\x00") for unit in data.split(b"\x00\x00\x01") if unit.strip(b"\x00")]
+    return []
+
+
+def h264_slice_kind(data: bytes, whole: int | None = None) -> str | None:
+    """'P', 'B' or 'I' from the first slice header of an H.264 access unit (`data`: the
+    whole unit, or its first bytes with `whole` its size); None when there is none or it
+    cannot be read (then sizes of all kinds are judged together)."""
+    try:
+        for unit in _nal_units(data, len(data) if whole is None else whole):
+            if unit and unit[0] & 0x1F in (1, 5):
+                head = _unescape(unit[1:16])
+                _, bit = _golomb(head, 0)  # first_mb_in_slice
+                slice_type, _ = _golomb(head, bit)
+                return "PBI"[slice_type % 5] if slice_type % 5 < 3 else "I"
+    except IndexError:
+        return None
+    return None
+
+
+class SizeBaseline:
+    """Recent still-scene packet sizes per class (kind, first after the keyframe or not)."""
+
+    def __init__(self) -> None:
+        self._sizes: dict[tuple[str | None, bool], deque[int]] = {}
+        self._cache: dict[tuple[str | None, bool], float | None] = {}
+        self._keys: deque[int] = deque(maxlen=8)
+
+    def learn(self, key: tuple[str | None, bool], size: int) -> None:
+        self._sizes.setdefault(key, deque(maxlen=WINDOW)).append(size)
+        self._cache.pop(key, None)
+
+    def learn_key(self, size: int) -> None:
+        """A still scene's keyframe size: the yardstick for how noisy its P-frames are."""
+        self._keys.append(size)
+
+    def ready(self) -> bool:
+        """Enough is known to go idle, and the sizes can be trusted: the most common class
+        and the first-after-keyframe class of the same kind have their samples (an
+        unknown class wakes the camera), and the view is not mostly noise (NOISY_SHARE)."""
+        if not self._sizes or len(self._keys) < 2:
+            return False
+        (kind, first), sizes = max(self._sizes.items(), key=lambda item: len(item[1]))
+        other = self._sizes.get((kind, not first), ())
+        if len(sizes) < MIN_SAMPLES or len(other) < (MIN_SAMPLES if first else MIN_SAMPLES_FIRST):
+            return False
+        return statistics.median(sizes) <= NOISY_SHARE * statistics.median(self._keys)
+
+    def threshold(self, key: tuple[str | None, bool]) -> float | None:
+        """Bytes above which a packet of this class may be motion; None = not known yet (wake)."""
+        if key not in self._cache:
+            sizes = self._sizes.get(key)
+            if sizes is None or len(sizes) < (MIN_SAMPLES_FIRST if key[1] else MIN_SAMPLES):
+                self._cache[key] = None
+            else:
+                median = statistics.median(sizes)
+                mad = statistics.median(abs(s - median) for s in sizes)
+                self._cache[key] = max(min(WAKE_RATIO * median, median + WAKE_MADS * mad), median + WAKE_MIN_BYTES)
+        return self._cache[key]
+
+
+class IdleController:
+    """One per camera connection (a new connection starts awake, with nothing learnt).
+
+    The worker calls `packet` for each video packet and does what it answers, and
+    `analysed` with each motion result. Times are monotonic seconds."""
+
+    def __init__(self, idle_after: float, now: float) -> None:
+        self.idle_after = idle_after
+        self.idle = False
+        self.last_wake: Wake | None = None
+        self.wakes = 0
+        self._last_motion = now
+        self._since_key = -1  # packets since the last keyframe; -1 before the first
+        self._baseline = SizeBaseline()
+
+    def analysed(self, now: float, motion: bool) -> None:
+        """A motion result: motion keeps the camera awake, and wakes an idle one (a keyframe showed it)."""
+        if motion:
+            self._last_motion = now
+            if self.idle:
+                self._wake(Wake("motion"))
+
+    def packet(self, now: float, size: int, key: bool, kind: str | None = None) -> Action:
+        """What to do with this video packet of `size` bytes (`kind`: 'P', 'B', 'I' or None)."""
+        if key:
+            self._since_key = 0
+            if not self.idle and now - self._last_motion >= QUIET_LEARN_S:
+                self._baseline.learn_key(size)
+            if not self.idle and self.idle_after > 0 and now - self._last_motion >= self.idle_after:
+                self.idle = self._baseline.ready()
+            return Action.KEYFRAME if self.idle else Action.DECODE
+        if self._since_key >= 0:
+            self._since_key += 1
+        cls = (kind, self._since_key == 1)
+        if not self.idle:
+            if now - self._last_motion >= QUIET_LEARN_S:
+                self._baseline.learn(cls, size)
+            return Action.DECODE
+        if self._since_key < 0:
+            return Action.HOLD  # nothing decodable before the first keyframe anyway
+        threshold = self._baseline.threshold(cls)
+        if threshold is None or size > threshold:
+            self._wake(Wake("size", size, threshold or 0.0))
+            self._last_motion = now  # stay awake at least idle_after: it may be the start of something
+            return Action.WAKE
+        self._baseline.learn(cls, size)
+        return Action.HOLD
+
+    def _wake(self, why: Wake) -> None:
+        self.idle = False
+        self.last_wake = why
+        self.wakes += 1

@@ -1,0 +1,239 @@
+"""Idle mode (edge.idle, edge.source.IdleDecoder): the controller's decisions, slice
+types read from real packets, and a real generated clip (still, then walkers) decoded
+through the daemon's decoder: idle while still, awake at the walker's first frame, and
+every frame after the wake identical to a full decode."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from edge.backlog import Backlog
+from edge.camera import luma_view
+from edge.config import MotionConfig
+from edge.evaluation.stream import evaluate_stream
+from edge.idle import (
+    MIN_SAMPLES,
+    MIN_SAMPLES_FIRST,
+    WAKE_MIN_BYTES,
+    Action,
+    IdleController,
+    SizeBaseline,
+    h264_slice_kind,
+)
+from edge.motion import MotionDetector
+from edge.source import IdleDecoder, select_streams
+from harness.clips import ensure_clips
+
+GOP = 10
+FPS = 5.0
+
+
+def feed_still(ctl: IdleController, start: float, seconds: float, size: int = 100, first: int = 300) -> float:
+    """A still scene's packets (a keyframe every GOP, the first P after it bigger); returns the end time."""
+    n = int(seconds * FPS)
+    t = start
+    for k in range(n):
+        t = start + k / FPS
+        pos = k % GOP
+        ctl.packet(t, 20000 if pos == 0 else first if pos == 1 else size + k % 7, pos == 0, None if pos == 0 else "P")
+    return t
+
+
+def test_goes_idle_only_after_idle_after_quiet_and_a_learnt_baseline() -> None:
+    ctl = IdleController(idle_after=10, now=0.0)
+    t = feed_still(ctl, 0.0, 10.0)  # up to 9.8 s
+    assert not ctl.idle  # 10 s have not passed
+    assert ctl.packet(t + 0.2, 20000, True) is Action.KEYFRAME  # the keyframe at 10 s
+    assert ctl.idle
+    assert ctl.packet(t + 0.4, 300, False, "P") is Action.HOLD  # the first P: its own class, as usual
+    assert ctl.packet(t + 0.6, 103, False, "P") is Action.HOLD
+
+
+def test_without_a_baseline_it_stays_awake() -> None:
+    ctl = IdleController(idle_after=1, now=0.0)
+    # Only keyframes and a couple of P-frames: nothing to judge sizes against.
+    for k in range(20):
+        assert ctl.packet(k * 2.0, 20000, True) is Action.DECODE
+        ctl.packet(k * 2.0 + 0.2, 100, False, "P")
+    assert not ctl.idle
+
+
+def test_a_noisy_view_never_goes_idle() -> None:
+    """P-frames at 40 % of a keyframe are mostly noise: a person would not show in the sizes."""
+    ctl = IdleController(idle_after=5, now=0.0)
+    t = feed_still(ctl, 0.0, 60, size=8000, first=9000)
+    assert ctl.packet(t + 0.2, 20000, True) is Action.DECODE
+    assert not ctl.idle
+
+
+def test_zero_idle_after_never_idles() -> None:
+    ctl = IdleController(idle_after=0, now=0.0)
+    t = feed_still(ctl, 0.0, 60)
+    assert ctl.packet(t + 0.2, 20000, True) is Action.DECODE
+    assert not ctl.idle
+
+
+def test_motion_keeps_it_awake_and_its_big_packets_are_not_learnt() -> None:
+    ctl = IdleController(idle_after=5, now=0.0)
+    t = feed_still(ctl, 0.0, 8)
+    for k in range(50):  # 10 s of motion: analysed frames say so, packets are big
+        now = t + 0.2 * (k + 1)
+        ctl.analysed(now, True)
+        assert ctl.packet(now, 5000, k % GOP == 0, None if k % GOP == 0 else "P") is Action.DECODE
+    assert not ctl.idle
+    t = feed_still(ctl, now + 0.2, 6)  # quiet again: idle at the keyframe after 5 s
+    assert ctl.packet(t + 0.2, 20000, True) is Action.KEYFRAME
+    # The threshold comes from still packets only: 5000-byte motion packets would have lifted it.
+    assert ctl.packet(t + 0.4, 300, False, "P") is Action.HOLD
+    assert ctl.packet(t + 0.6, 100 + 2 * WAKE_MIN_BYTES, False, "P") is Action.WAKE
+
+
+def test_a_big_packet_wakes_it_and_it_stays_awake_for_idle_after() -> None:
+    ctl = IdleController(idle_after=10, now=0.0)
+    t = feed_still(ctl, 0.0, 10.0)
+    ctl.packet(t + 0.2, 20000, True)
+    assert ctl.idle
+    assert ctl.packet(t + 0.4, 300, False, "P") is Action.HOLD
+    assert ctl.packet(t + 0.6, 900, False, "P") is Action.WAKE
+    assert not ctl.idle and ctl.wakes == 1
+    assert ctl.last_wake is not None and ctl.last_wake.reason == "size" and ctl.last_wake.size == 900
+    # Quiet again, but the wake counts as a sign of life: not idle before 10 s more.
+    t2 = feed_still(ctl, t + 0.8, 9.0)
+    assert ctl.packet(t2 + 0.2, 20000, True) is Action.DECODE
+    t3 = feed_still(ctl, t2 + 0.4, 2.0)
+    assert ctl.packet(t3 + 0.2, 20000, True) is Action.KEYFRAME
+
+
+def test_motion_seen_on_a_keyframe_wakes_it() -> None:
+    ctl = IdleController(idle_after=10, now=0.0)
+    t = feed_still(ctl, 0.0, 10.0)
+    assert ctl.packet(t + 0.2, 20000, True) is Action.KEYFRAME
+    ctl.analysed(t + 0.2, True)
+    assert not ctl.idle and ctl.last_wake is not None and ctl.last_wake.reason == "motion"
+    assert ctl.packet(t + 0.4, 300, False, "P") is Action.DECODE
+
+
+def test_a_packet_of_an_unknown_kind_wakes_it() -> None:
+    ctl = IdleController(idle_after=10, now=0.0)
+    t = feed_still(ctl, 0.0, 10.0)
+    ctl.packet(t + 0.2, 20000, True)
+    assert ctl.packet(t + 0.4, 300, False, "P") is Action.HOLD
+    assert ctl.packet(t + 0.6, 50, False, "B") is Action.WAKE  # never seen a still B-frame: look
+
+
+def test_baseline_threshold_needs_samples_and_rises_with_noise() -> None:
+    base = SizeBaseline()
+    key = ("P", False)
+    for _ in range(MIN_SAMPLES - 1):
+        base.learn(key, 1000)
+    assert base.threshold(key) is None
+    base.learn(key, 1000)
+    assert base.threshold(key) == 1000 + WAKE_MIN_BYTES  # no spread: only the byte floor
+    noisy = ("P", True)
+    for k in range(MIN_SAMPLES_FIRST):
+        base.learn(noisy, 1000 + 100 * (k % 2))
+    threshold = base.threshold(noisy)
+    assert threshold is not None and threshold > 1000 + WAKE_MIN_BYTES
+
+
+def test_slice_kind_annex_b_and_length_prefixed() -> None:
+    # first_mb_in_slice = 0 ('1'), slice_type = 0 (P, '1'), 5 (P, '00110') or 1 (B, '010').
+    p_slice, b_slice, i_slice = b"\x41\xc0", b"\x01\xa0", b"\x65\xb8"  # P, B, and IDR with slice_type 2 (I)
+    assert h264_slice_kind(b"\x00\x00\x00\x01\x09\xf0" + b"\x00\x00\x01" + p_slice + b"\x00" * 8) == "P"
+    assert h264_slice_kind(b"\x00\x00\x01" + b_slice + b"\x00" * 8) == "B"
+    assert h264_slice_kind(b"\x00\x00\x01" + i_slice + b"\x00" * 8) == "I"
+    # MP4 style: a 4-byte length of 0x11b starts with 00 00 01, like a start code.
+    unit = p_slice + bytes(0x11B - len(p_slice))
+    assert h264_slice_kind(b"\x00\x00\x01\x1b" + unit) == "P"
+    assert h264_slice_kind(b"\x00\x00\x00\x05\x06\x05\x01\x00\x80") is None  # only an SEI: no slice
+
+
+@pytest.fixture(scope="module")
+def clip() -> Path:
+    """Generated camera-like clip: nobody for 21 s, then walkers (make_clips `quietbusy`)."""
+    # 42 s: the walkers come in at frame 106, half-way through a GOP, so packets are held then.
+    return ensure_clips(kinds=("quietbusy",), width=320, height=180, fps=5, seconds=42)["quietbusy"]
+
+
+def onset_frame(clip: Path) -> int:
+    with clip.with_suffix(".labels.csv").open() as handle:
+        labels = [int(row["label"]) for row in csv.DictReader(handle)]
+    return labels.index(1)
+
+
+def full_decode(clip: Path) -> dict[int, np.ndarray]:
+    with av.open(str(clip)) as container:
+        video, _ = select_streams(container)
+        return {f.pts: luma_view(f).copy() for p in container.demux(video) for f in p.decode()}
+
+
+def test_real_packets_idle_while_still_and_awake_at_the_first_moving_frame(clip: Path) -> None:
+    onset = onset_frame(clip)
+    reference = full_decode(clip)
+    ctl = IdleController(idle_after=5, now=0.0)
+    detector = MotionDetector(MotionConfig())
+    held, idle_at, woke_at, first_motion = 0, None, None, None
+    with av.open(str(clip)) as container:
+        video, _ = select_streams(container)
+        decoder = IdleDecoder(video, ctl)
+        for packet in container.demux(video):
+            if not packet.size:
+                continue
+            n = round(float(packet.pts * packet.time_base) * FPS)
+            frames = decoder.feed(packet, n / FPS)
+            held += decoder.action is Action.HOLD
+            if ctl.idle and idle_at is None:
+                idle_at = n
+            if decoder.action is Action.WAKE and woke_at is None and n > onset - 5:
+                woke_at = n
+            for frame in frames:
+                luma = luma_view(frame)
+                # Whatever was held back, what is decoded is exactly what a full decode gives.
+                assert np.array_equal(luma, reference[frame.pts]), f"frame {frame.pts} differs"
+                k = round(float(frame.time) * FPS)
+                result = detector.process(luma, k / FPS)
+                decoder.analysed(k / FPS, result.motion)
+                if result.motion and first_motion is None:
+                    first_motion = k
+    # Sizes are learnt from 2 s in; the first-P class needs 4 GOPs: idle at the 10 s keyframe.
+    assert idle_at is not None and idle_at <= 12 * FPS, "idle mode did not engage in the still half"
+    assert held >= 40, "while idle, packets between keyframes were decoded"
+    assert woke_at is not None and onset <= woke_at <= onset + 1, f"woke at {woke_at}, walker in from {onset}"
+    assert first_motion is not None and first_motion <= onset + 2
+    assert decoder.decoded < 0.8 * len(reference)
+
+
+def test_evaluation_recall_is_the_same_with_idle_mode(clip: Path) -> None:
+    with clip.with_suffix(".labels.csv").open() as handle:
+        labels = np.array([int(row["label"]) for row in csv.DictReader(handle)], np.int8)
+    off, _ = evaluate_stream(clip, labels, FPS, MotionDetector(MotionConfig()), idle_after=0)
+    on, wakes = evaluate_stream(clip, labels, FPS, MotionDetector(MotionConfig()), idle_after=5)
+    assert off.frames_decoded == off.frames_total
+    assert on.frames_decoded < 0.8 * on.frames_total and wakes >= 1
+    assert on.spans_found == off.spans_found == on.spans
+    assert on.recall >= off.recall - 0.01
+
+
+def test_backlog_skips_only_frames_later_than_the_limit_behind_the_stream() -> None:
+    backlog = Backlog(limit=1.0)
+    # Keeping up: 5 fps arriving 0.3 s after their stream time, with jitter.
+    stale = [backlog.stale(100.3 + k / 5 + 0.05 * (k % 3), k / 5) for k in range(50)]
+    assert not any(stale)
+    # The worker stalls for 3 s, then reads the waiting frames at once: the old ones are stale.
+    t = 100.3 + 50 / 5 + 3.0
+    burst = [backlog.stale(t + 0.001 * k, (50 + k) / 5) for k in range(15)]
+    assert burst[:9] == [True] * 9 and not any(burst[11:])
+
+
+def test_backlog_a_clock_jump_is_not_a_backlog() -> None:
+    backlog = Backlog(limit=1.0)
+    for k in range(20):
+        assert not backlog.stale(10 + k / 5, 500 + k / 5)
+    # The camera rebooted: its clock starts again from 0 (offset jumps up by ~500 s).
+    assert not backlog.stale(14.2, 0.0)
+    assert not backlog.stale(14.4, 0.2)
