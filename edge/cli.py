@@ -36,16 +36,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _connection_arguments(cmd: argparse.ArgumentParser) -> None:
+    """The MQTT connection options of tail and roll-call (edge/district.py reads them)."""
+    cmd.add_argument("--config", help="use this daemon config's mqtt section (host, TLS, user, password file)")
+    cmd.add_argument("--host", help="broker host (overrides the config)")
+    cmd.add_argument("--port", type=int, help="broker port (default 1883, or the config's)")
+    cmd.add_argument("--prefix", help="topic prefix (default nvr, or the config's mqtt.topic_prefix)")
+    cmd.add_argument("--username", help="MQTT user name")
+    cmd.add_argument("--password-file", help="file holding the MQTT password (never on the command line)")
+    cmd.add_argument("--ca-file", help="CA certificate of the broker: connect with TLS")
+
+
 def _district_parsers(sub: argparse._SubParsersAction) -> None:
     """tail and roll-call (edge/district.py): the district's view of every box under a prefix."""
-    from edge.district import add_arguments
-
     tail = sub.add_parser(
         "tail",
         help="print live events of every box under the prefix, one line each",
         description="Print live events of every box under the prefix: box, camera, type, time, score.",
     )
-    add_arguments(tail)
+    _connection_arguments(tail)
     tail.add_argument("--count", type=int, help="exit after this many events")
     tail.add_argument("--seconds", type=float, help="exit after this many seconds")
     roll = sub.add_parser(
@@ -54,7 +63,7 @@ def _district_parsers(sub: argparse._SubParsersAction) -> None:
         description="List every box under the prefix with its retained status, the age of its last stats "
         "and its cameras' states. Exit 0 when every box seen is online, 1 when one is not, 2 when none is seen.",
     )
-    add_arguments(roll)
+    _connection_arguments(roll)
     roll.add_argument("--wait", type=float, default=35.0, help="seconds to listen for stats at most (default 35)")
 
 

@@ -22,12 +22,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import aiomqtt
 from pydantic import ValidationError
 
 from edge.config import MqttConfig
+
+if TYPE_CHECKING:  # aiomqtt is imported where used: `nvr-edge --version` and `--help` stay light
+    import aiomqtt
 
 EXIT_OK, EXIT_NOT_ALL_ONLINE, EXIT_BAD = 0, 1, 2
 RETAINED_GRACE_S = 1.0  # retained messages arrive right after the subscription
@@ -36,17 +38,6 @@ RECONNECT_S = 5.0
 
 class SettingsError(Exception):
     """The MQTT settings given cannot be used (one line for the user)."""
-
-
-def add_arguments(cmd: argparse.ArgumentParser) -> None:
-    """The connection options both commands take."""
-    cmd.add_argument("--config", help="use this daemon config's mqtt section (host, TLS, user, password file)")
-    cmd.add_argument("--host", help="broker host (overrides the config)")
-    cmd.add_argument("--port", type=int, help="broker port (default 1883, or the config's)")
-    cmd.add_argument("--prefix", help="topic prefix (default nvr, or the config's mqtt.topic_prefix)")
-    cmd.add_argument("--username", help="MQTT user name")
-    cmd.add_argument("--password-file", help="file holding the MQTT password (never on the command line)")
-    cmd.add_argument("--ca-file", help="CA certificate of the broker: connect with TLS")
 
 
 def settings(args: argparse.Namespace, load: Callable[[str], Any], default_config: str | None = None) -> MqttConfig:
@@ -88,6 +79,8 @@ def _client(cfg: MqttConfig, role: str) -> aiomqtt.Client:
 
 
 def _why(exc: BaseException) -> str:
+    import aiomqtt
+
     from edge.mqtt import refusal
 
     refused = refusal(exc) if isinstance(exc, aiomqtt.MqttError) else None
@@ -130,6 +123,8 @@ async def tail(
 ) -> int:
     """Print events until `count` of them or `seconds` passed (else forever). A broker that
     cannot be reached at first is an error; a connection lost later is retried."""
+    import aiomqtt
+
     topic = f"{cfg.topic_prefix}/+/events"
     printed, connected_once = 0, False
     deadline = None if seconds is None else time.monotonic() + seconds
@@ -246,6 +241,8 @@ def report(boxes: dict[str, Box], now: float) -> tuple[list[str], int]:
 
 
 async def roll_call(cfg: MqttConfig, out: TextIO, err: TextIO, wait: float) -> int:
+    import aiomqtt
+
     try:
         boxes = await listen(cfg, wait)
     except (aiomqtt.MqttError, OSError) as exc:
