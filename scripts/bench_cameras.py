@@ -511,6 +511,10 @@ def main() -> int:
     parser.add_argument("--no-motion", action="store_true", help="leave Debian's motion out")
     parser.add_argument("--no-floor", action="store_true", help="leave the ffmpeg floor out")
     parser.add_argument("--json", type=Path, help="append each run's figures to this JSON file (a list)")
+    parser.add_argument(
+        "--quiet-load", type=float, default=0.5, help="before each run, wait for the load average to drop below this"
+    )
+    parser.add_argument("--quiet-wait", type=float, default=300, help="...for at most this many seconds")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, recordings)")
     args = parser.parse_args()
     counts = [int(x) for x in args.scaling.split(",")] if args.scaling else [args.cameras]
@@ -521,7 +525,10 @@ def main() -> int:
         return 2
     results = []
     for n in counts:
-        if (load := load_average()) > 0.5:
+        deadline = time.time() + args.quiet_wait
+        while (load := load_average()) > args.quiet_load and time.time() < deadline:
+            time.sleep(5)
+        if load > args.quiet_load:
             print(f"warning: load average {load:.2f} before the {n}-camera run: figures may be contaminated")
         res = Bench(args, n).run()
         print(report(res), flush=True)
@@ -529,8 +536,6 @@ def main() -> int:
         if args.json:
             old = json.loads(args.json.read_text()) if args.json.exists() else []
             args.json.write_text(json.dumps([*old, asdict(res)], indent=1))
-        if n != counts[-1]:
-            time.sleep(20)  # let the previous run's load settle
     return 0
 
 
