@@ -240,6 +240,8 @@ class IdleDecoder:
             kind = h264_slice_kind(bytes(memoryview(packet)[:256]), packet.size)
         self.action = action = self.idle.packet(now, packet.size, key, kind)
         if action is Action.HOLD:
+            if key:  # a skipped keyframe: decoding can restart from it on waking
+                self.held.clear()
             if len(self.held) >= MAX_HELD:
                 del self.held[0]
             self.held.append(copy_packet(packet) if self._copy else packet)

@@ -62,9 +62,9 @@ WINDOW_MARGIN_S = 0.5
 MAX_LATENCY_S = 10.0  # a start later than this after an onset is counted as missed
 DETECT = (640, 360, 5)
 MAIN = (1920, 1080, 15)
-# Thread names the daemon's workers carry (edge.camera): CPU per role. Issue #8 (mosaic,
-# web page) adds its own threads here, e.g. "mosaic": lambda n: n.startswith("mosaic"),
-# and its share of the daemon's CPU is then printed with the others (see `shares`).
+# Thread names the daemon's workers carry (edge.camera): CPU per role. The mosaic has no
+# thread of its own (tiles are grabbed by the camera workers, the grid is composed in a
+# pool thread): its CPU comes from the daemon's own count in stats.mosaic (see `shares`).
 THREAD_GROUPS = {
     "daemon:detect": lambda name: name.startswith("camera-"),
     "daemon:record": lambda name: name.startswith("record-"),
@@ -89,6 +89,7 @@ class Result:
     onsets: int = 0
     missed: int = 0
     recording_bytes_per_s: float = 0.0
+    mosaic_cpu: float = float("nan")  # % of one core: tiles + composing + JPEG, from stats.mosaic
     load_before: float = 0.0
     with_motion: bool = True
     notes: list[str] = field(default_factory=list)
@@ -350,6 +351,12 @@ class Bench:
         inside = [d for d in docs if windows[0][1] <= d["time"] <= windows[-1][2] + self.args.stats_interval + 1]
         if inside:
             first, last = inside[0], inside[-1]
+            if last["time"] > first["time"] and "mosaic" in last:
+
+                def mosaic_s(doc: dict[str, Any]) -> float:
+                    return doc["mosaic"]["compose_cpu_s"] + doc["mosaic"]["tile_cpu_s"]
+
+                res.mosaic_cpu = 100 * (mosaic_s(last) - mosaic_s(first)) / (last["time"] - first["time"])
             for cam, entry in last["cameras"].items():
                 res.frames_skipped[cam] = entry["frames_skipped"] - first["cameras"][cam]["frames_skipped"]
                 res.fps_in[cam] = entry["fps_in"]
@@ -441,13 +448,15 @@ def report(res: Result) -> str:
 
 
 def shares(res: Result) -> str:
-    """Issue #8's mosaic and web page as a share of the daemon's CPU: printed for every
-    thread group beyond detect/record (add the group to THREAD_GROUPS); none yet."""
-    extra = [g for g in res.cpu_busy if g.startswith("daemon:") and g not in ("daemon:detect", "daemon:record")]
-    if not extra:
-        return "  mosaic / web page share of the daemon: not built yet (issue #8; see THREAD_GROUPS)"
-    total = res.cpu_busy["daemon"] or float("nan")
-    return "  " + ", ".join(f"{g[7:]} {100 * res.cpu_busy[g] / total:.1f} % of the daemon" for g in extra)
+    """Issue #8's mosaic (on by default, every 10 s) as a share of the daemon's CPU, from
+    the daemon's own count (stats.mosaic); bench_mosaic.py measures it A/B with the page."""
+    if res.mosaic_cpu != res.mosaic_cpu:  # NaN: no mosaic figures in stats
+        return "  mosaic: no figures in stats (mosaic.interval 0?)"
+    mean_daemon = (res.cpu_busy["daemon"] * res.busy_s + res.cpu_idle["daemon"] * res.idle_s) / (
+        res.busy_s + res.idle_s
+    )
+    share = 100 * res.mosaic_cpu / mean_daemon
+    return f"  mosaic (tiles, grid, JPEG) {res.mosaic_cpu:.2f} % of a core = {share:.2f} % of the daemon"
 
 
 def targets(res: Result) -> list[str]:

@@ -17,6 +17,7 @@ from edge.camera import luma_view
 from edge.config import MotionConfig
 from edge.evaluation.stream import evaluate_stream
 from edge.idle import (
+    KEYFRAME_EVERY_S,
     MIN_SAMPLES,
     MIN_SAMPLES_FIRST,
     WAKE_MIN_BYTES,
@@ -33,14 +34,16 @@ GOP = 10
 FPS = 5.0
 
 
-def feed_still(ctl: IdleController, start: float, seconds: float, size: int = 100, first: int = 300) -> float:
+def feed_still(
+    ctl: IdleController, start: float, seconds: float, size: int = 100, first: int = 300, kind: str | None = "P"
+) -> float:
     """A still scene's packets (a keyframe every GOP, the first P after it bigger); returns the end time."""
     n = int(seconds * FPS)
     t = start
     for k in range(n):
         t = start + k / FPS
         pos = k % GOP
-        ctl.packet(t, 20000 if pos == 0 else first if pos == 1 else size + k % 7, pos == 0, None if pos == 0 else "P")
+        ctl.packet(t, 20000 if pos == 0 else first if pos == 1 else size + k % 7, pos == 0, None if pos == 0 else kind)
     return t
 
 
@@ -107,6 +110,42 @@ def test_a_big_packet_wakes_it_and_it_stays_awake_for_idle_after() -> None:
     assert ctl.packet(t2 + 0.2, 20000, True) is Action.DECODE
     t3 = feed_still(ctl, t2 + 0.4, 2.0)
     assert ctl.packet(t3 + 0.2, 20000, True) is Action.KEYFRAME
+
+
+def test_while_idle_a_keyframe_is_analysed_only_every_keyframe_every_s() -> None:
+    ctl = IdleController(idle_after=10, now=0.0)
+    t = feed_still(ctl, 0.0, 10.0)
+    assert ctl.packet(t + 0.2, 20000, True) is Action.KEYFRAME  # idle from here: analysed
+    actions = []
+    for k in range(1, 8):  # the next seven keyframes, one GOP (2 s) apart, P-frames between
+        start = t + 0.2 + k * GOP / FPS
+        feed_still(ctl, start - (GOP - 1) / FPS, (GOP - 1) / FPS)
+        actions.append((round(k * GOP / FPS, 1), ctl.packet(start, 20000, True)))
+    analysed = [at for at, action in actions if action is Action.KEYFRAME]
+    assert all(action in (Action.KEYFRAME, Action.HOLD) for _, action in actions) and ctl.idle
+    # Held at 2 and 4 s after the last analysed one, analysed at 6 s, and so on.
+    assert analysed == [KEYFRAME_EVERY_S, 2 * KEYFRAME_EVERY_S], actions
+
+
+def test_a_held_keyframe_restarts_what_is_held() -> None:
+    """On waking, decoding restarts from the last keyframe, analysed or held: the packets
+    before a held keyframe are not needed and are dropped."""
+
+    class Packet:
+        def __init__(self, size: int, key: bool) -> None:
+            self.size, self.is_keyframe = size, key
+
+    ctl = IdleController(idle_after=10, now=0.0)
+    t = feed_still(ctl, 0.0, 10.0, kind=None)  # the fake packets below carry no slice header
+    ctl.packet(t + 0.2, 20000, True)
+    decoder = IdleDecoder.__new__(IdleDecoder)  # the holding logic only: no codec involved
+    decoder.idle, decoder.held, decoder.decoded, decoder._copy, decoder._h264 = ctl, [], 0, False, False
+    held = [Packet(300, False)] + [Packet(100, False) for _ in range(2)]
+    for n, packet in enumerate(held):
+        assert decoder.feed(packet, t + 0.4 + 0.2 * n) == [] and decoder.action is Action.HOLD  # type: ignore[arg-type]
+    key = Packet(20000, True)
+    assert decoder.feed(key, t + 2.2) == [] and decoder.action is Action.HOLD  # type: ignore[arg-type]
+    assert decoder.held == [key]
 
 
 def test_motion_seen_on_a_keyframe_wakes_it() -> None:
