@@ -6,7 +6,12 @@ PyAV's padded luma plane, and only `MotionDetector.process` is timed. Reports wa
 time and this thread's CPU time per frame (median and 95th percentile); the budget
 is 24 cameras x 5 fps on 2 cores, i.e. well under 1 ms per frame.
 
+`--gap MS` sleeps between frames as a camera worker does (200 ms at 5 fps): the same
+work then costs several times more CPU on these shared machines (caches and predictors
+gone cold while the thread slept), which is what the daemon pays in bench_cameras.py.
+
   .venv/bin/python scripts/bench_motion.py                 # 640x360
+  .venv/bin/python scripts/bench_motion.py --frames 200 --gap 200
   .venv/bin/python scripts/bench_motion.py --size 1920x1080 --frames 1000
 """
 
@@ -54,6 +59,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--sensitivity", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="cv2.setNumThreads (a worker shares 2 cores)")
+    parser.add_argument("--gap", type=float, default=0.0, help="ms to sleep before each frame (a worker's pace)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
     cv2.setNumThreads(args.threads)
@@ -64,6 +70,8 @@ def main() -> None:
     det.reset()
     wall, cpu, motion = [], [], 0
     for i, f in enumerate(data):
+        if args.gap:
+            time.sleep(args.gap / 1000)
         w0, c0 = time.perf_counter(), time.thread_time()
         result = det.process(f, i / 5)
         cpu.append(time.thread_time() - c0)
@@ -74,7 +82,8 @@ def main() -> None:
         return 1000 * sorted(values)[min(len(values) - 1, int(q * len(values)))]
 
     print(
-        f"{width}x{height} -> {det._size[0]}x{det._size[1]}, {len(data)} frames, cv2 threads {args.threads}: "
+        f"{width}x{height} -> {det._size[0]}x{det._size[1]}, {len(data)} frames, cv2 threads {args.threads}, "
+        f"gap {args.gap:g} ms: "
         f"wall {1000 * statistics.fmean(wall):.3f} ms/frame mean, {ms(wall, 0.5):.3f} median, "
         f"{ms(wall, 0.95):.3f} p95; thread CPU {1000 * statistics.fmean(cpu):.3f} ms/frame mean; "
         f"motion on {motion}/{len(data)} frames"
