@@ -20,7 +20,8 @@ stream, movie passthrough on), all running side by side. "Other" CPU is everythi
 else the machine did meanwhile (other people's work): a contaminated run says so.
 
   .venv/bin/python scripts/bench_cameras.py --cameras 24 --loops 2
-  .venv/bin/python scripts/bench_cameras.py --scaling 1,4,8,16,24,32 --loops 1 --json docs/bench.json
+  .venv/bin/python scripts/bench_cameras.py --scaling 1,4,8,16,24,32 --loops 2 --json docs/bench-scaling.json
+  .venv/bin/python scripts/bench_report.py docs/bench-scaling.json --png docs/scaling.png
 
 Needs mosquitto, ffmpeg and motion (scripts/setup_bench.sh installs them).
 """

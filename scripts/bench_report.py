@@ -41,11 +41,15 @@ def _p95(values: list[float]) -> float:
 
 
 def table(runs: list[dict[str, Any]]) -> str:
-    """One row per camera count: CPU (% of one core), ratios, RSS, skipped frames, latency."""
+    """One row per camera count: CPU (% of one core), ratios, RSS, skipped frames, latency.
+
+    "w/o rec." is the daemon without its recording threads, against the floor (which
+    records nothing): the issue gives recording its own allowance (10 % of a core)."""
     head = (
-        "| cameras | nvr-edge busy | nvr-edge idle | floor busy | floor idle | motion busy | motion idle "
-        "| ours/floor busy | ours/floor idle | ours/motion busy | ours/motion idle | RSS nvr-edge | RSS/camera "
-        "| RSS motion | fps_detect busy (min) | skipped | latency p95 | other CPU |"
+        "| cameras | nvr-edge busy | nvr-edge idle | recording (busy) | floor busy | floor idle | motion busy "
+        "| motion idle | ours/floor busy | ours/floor idle | w/o rec. / floor busy | w/o rec. / floor idle "
+        "| ours/motion busy | ours/motion idle | RSS nvr-edge | RSS/camera | RSS motion | fps_detect busy (min) "
+        "| skipped | latency p95 | other CPU |"
     )
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in sorted(runs, key=lambda r: r["cameras"]):
@@ -55,12 +59,14 @@ def table(runs: list[dict[str, Any]]) -> str:
         def ratio(a: float | None, c: float | None) -> str:
             return f"{a / c:.2f}x" if a is not None and c else "-"
 
+        rec_b, rec_i = b.get("daemon:record", 0.0), i.get("daemon:record", 0.0)
         fps = list(r["fps_detect_busy"].values())
         rows.append(
-            f"| {r['cameras']} | {b['daemon']:.1f} % | {i['daemon']:.1f} % | {b.get('floor', math.nan):.1f} % "
-            f"| {i.get('floor', math.nan):.1f} % | {b.get('motion', math.nan):.1f} % "
-            f"| {i.get('motion', math.nan):.1f} % "
+            f"| {r['cameras']} | {b['daemon']:.1f} % | {i['daemon']:.1f} % | {rec_b:.1f} % "
+            f"| {b.get('floor', math.nan):.1f} % | {i.get('floor', math.nan):.1f} % "
+            f"| {b.get('motion', math.nan):.1f} % | {i.get('motion', math.nan):.1f} % "
             f"| {ratio(b['daemon'], b.get('floor'))} | {ratio(i['daemon'], i.get('floor'))} "
+            f"| {ratio(b['daemon'] - rec_b, b.get('floor'))} | {ratio(i['daemon'] - rec_i, i.get('floor'))} "
             f"| {ratio(b['daemon'], b.get('motion'))} | {ratio(i['daemon'], i.get('motion'))} "
             f"| {r['rss'].get('daemon', 0) / mb:.0f} MB | {r['rss'].get('daemon', 0) / mb / r['cameras']:.1f} MB "
             f"| {r['rss'].get('motion', 0) / mb:.0f} MB | {min(fps) if fps else math.nan:.2f} "
