@@ -13,7 +13,7 @@ daemon's own figures in bench_cameras.py add motion analysis and idle mode on to
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import subprocess
 import sys
 import threading
@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_cameras import DETECT, MAIN  # noqa: E402
-from bench_procs import load_average  # noqa: E402
+from bench_procs import cpu_seconds, load_average  # noqa: E402
 
 from harness.camsim import CameraSimulator  # noqa: E402
 from harness.clips import default_cache, ensure_clips  # noqa: E402
@@ -45,16 +45,6 @@ def pyav_worker(url: str, decode: bool, stop: threading.Event) -> None:
                 video.codec_context.decode(packet)
 
 
-def own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def proc_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100
-
-
 def measure(urls: list[str], mode: str, warmup: float, seconds: float) -> float:
     """CPU (% of one core) over `seconds` after `warmup`, for one way of reading the streams."""
     if mode == "ffmpeg":
@@ -65,9 +55,9 @@ def measure(urls: list[str], mode: str, warmup: float, seconds: float) -> float:
         ]
         try:
             time.sleep(warmup)
-            before, start = sum(proc_cpu(p.pid) for p in procs), time.time()
+            before, start = sum(cpu_seconds(p.pid) for p in procs), time.time()
             time.sleep(seconds)
-            used, wall = sum(proc_cpu(p.pid) for p in procs) - before, time.time() - start
+            used, wall = sum(cpu_seconds(p.pid) for p in procs) - before, time.time() - start
         finally:
             for proc in procs:
                 proc.terminate()
@@ -78,9 +68,9 @@ def measure(urls: list[str], mode: str, warmup: float, seconds: float) -> float:
     for thread in threads:
         thread.start()
     time.sleep(warmup)
-    before, start = own_cpu(), time.time()
+    before, start = cpu_seconds(os.getpid()), time.time()
     time.sleep(seconds)
-    used, wall = own_cpu() - before, time.time() - start
+    used, wall = cpu_seconds(os.getpid()) - before, time.time() - start
     stop.set()
     for thread in threads:
         thread.join(5)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,6 +20,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from bench_procs import cpu_seconds  # noqa: E402
 
 
 def child(urls: list[str], seconds: float, out: Path) -> None:
@@ -47,15 +49,6 @@ def child(urls: list[str], seconds: float, out: Path) -> None:
     recordings.close()
     segments = sum(r.stats.segments for r in recordings.recorders.values())
     print(json.dumps({"segments": segments}))
-
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """user+sys CPU seconds of a running process, from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def main() -> int:
