@@ -93,22 +93,49 @@ class Result:
     mosaic_cpu: float = float("nan")  # % of one core: tiles + composing + JPEG, from stats.mosaic
     load_before: float = 0.0
     with_motion: bool = True
+    bitrate: tuple[int, int] | None = None  # kbit/s asked of the re-encoded streams; None = the generated clips
+    stream_kbps: tuple[float, float] = (0.0, 0.0)  # what the detect and main clips really average
     notes: list[str] = field(default_factory=list)
 
 
-def bench_clips() -> tuple[Path, Path, int]:
-    """(detect clip, main clip, frame index in the detect clip where motion starts), cached."""
+def bench_clips(bitrates: tuple[int, int] | None = None) -> tuple[Path, Path, int]:
+    """(detect clip, main clip, frame index in the detect clip where motion starts), cached.
+
+    `bitrates` (kbit/s of the detect and the main stream): the generated clips are
+    re-encoded at a camera's constant bitrate (`--bitrate`), same frames and labels."""
     cache = default_cache() / "bench-cameras"
     clips = []
-    for width, height, fps in (DETECT, MAIN):
+    for k, (width, height, fps) in enumerate((DETECT, MAIN)):
         made = ensure_clips(
             cache / f"{width}x{height}-{fps}", kinds=("quietbusy",), width=width, height=height, fps=fps, seconds=60
-        )
-        clips.append(made["quietbusy"])
+        )["quietbusy"]
+        if bitrates is not None:
+            made = at_bitrate(made, cache / f"{width}x{height}-{fps}-{bitrates[k]}k", bitrates[k], 2 * fps)
+        clips.append(made)
     with clips[0].with_suffix(".labels.csv").open() as handle:
         labels = [int(row["label"]) for row in csv.DictReader(handle)]
     onset = next(i for i in range(1, len(labels)) if labels[i] == 1 and labels[i - 1] == 0)
     return clips[0], clips[1], onset
+
+
+def at_bitrate(clip: Path, folder: Path, kbps: int, gop: int) -> Path:
+    """`clip` re-encoded as a camera set to a constant `kbps` would send it (x264 with the
+    rate capped at the average, a keyframe every `gop` frames, no B-frames), once."""
+    out = folder / clip.name
+    if out.exists():
+        return out
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{clip.stem}.tmp.mp4"
+    rate = f"{kbps}k"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(clip), "-c:v", "libx264", "-preset", "veryfast"]
+        + ["-profile:v", "main", "-bf", "0", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0"]
+        + ["-b:v", rate, "-minrate", rate, "-maxrate", rate, "-bufsize", f"{kbps}k", "-an", str(tmp)],
+        check=True,
+    )
+    shutil.copy(clip.with_suffix(".labels.csv"), out.with_suffix(".labels.csv"))
+    tmp.rename(out)
+    return out
 
 
 def recording_bytes(data_dir: Path) -> int:
@@ -185,8 +212,17 @@ class Bench:
 
     def run(self) -> Result:
         args = self.args
-        detect_clip, main_clip, onset = bench_clips()
-        res = Result(self.n, args.loops, args.idle_after, load_before=load_average(), with_motion=not args.no_motion)
+        detect_clip, main_clip, onset = bench_clips(args.bitrate)
+        kbps = (8 * detect_clip.stat().st_size / LOOP_S / 1000, 8 * main_clip.stat().st_size / LOOP_S / 1000)
+        res = Result(
+            self.n,
+            args.loops,
+            args.idle_after,
+            load_before=load_average(),
+            with_motion=not args.no_motion,
+            bitrate=args.bitrate,
+            stream_kbps=kbps,
+        )
         names = [f"cam{i}" for i in range(self.n)]
         mounts = {**{f"{c}-sub": detect_clip for c in names}, **{f"{c}-main": main_clip for c in names}}
         (self.work / "broker").mkdir(exist_ok=True)
@@ -400,7 +436,9 @@ def report(res: Result) -> str:
     lines = [
         f"== {n} camera(s): main {MAIN[0]}x{MAIN[1]}@{MAIN[2]} recorded by copy, "
         f"detect {DETECT[0]}x{DETECT[1]}@{DETECT[2]} decoded; idle_after "
-        f"{'default' if res.idle_after is None else res.idle_after}",
+        f"{'default' if res.idle_after is None else res.idle_after}"
+        + f"; streams average {res.stream_kbps[0]:.0f} / {res.stream_kbps[1]:.0f} kbit/s"
+        + (f" (re-encoded asking {res.bitrate[0]} / {res.bitrate[1]})" if res.bitrate else ""),
         f"measured {res.loops} loop(s): busy {res.busy_s:.1f} s, idle {res.idle_s:.1f} s; "
         f"load average before {res.load_before:.2f}",
         "CPU, % of one core         busy      idle   per camera (busy / idle)",
@@ -518,6 +556,11 @@ def main() -> int:
     )
     parser.add_argument("--idle-start", type=float, default=15, help="idle window starts this long into the still half")
     parser.add_argument("--stats-interval", type=float, default=5)
+    parser.add_argument(
+        "--bitrate",
+        type=lambda v: tuple(int(x) for x in v.split(",")),
+        help="DETECT,MAIN kbit/s: re-encode the scene at cameras' constant bitrates, e.g. 512,2048",
+    )
     parser.add_argument("--no-motion", action="store_true", help="leave Debian's motion out")
     parser.add_argument("--no-floor", action="store_true", help="leave the ffmpeg floor out")
     parser.add_argument("--json", type=Path, help="append each run's figures to this JSON file (a list)")
