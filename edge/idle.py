@@ -5,7 +5,7 @@ full again, starting with the packets it held back, so nothing is missed.
 Why it works: an encoder spends bits on what changed. A still view costs a P-frame a
 few hundred bytes (noise and re-quantisation); a person walking in costs several times
 that, from the first frame they are in. So a P-frame much bigger than the still
-scene's usual size for its kind (P or B, first after the keyframe or not) is reason to
+scene's usual size for its class (P or B, and its position after the keyframe) is reason to
 look. A keyframe is decoded and analysed anyway every KEYFRAME_EVERY_S (every GOP on
 cameras with long GOPs), which keeps the detector's background current and catches
 slow or small changes the sizes miss. Not every keyframe: on a still view a keyframe
@@ -40,7 +40,8 @@ WAKE_RATIO = 2.0
 WAKE_MADS = 6.0
 WAKE_MIN_BYTES = 96
 MIN_SAMPLES = 16  # still-scene sizes of a class needed before judging that class
-MIN_SAMPLES_FIRST = 4  # ...of the first packet after a keyframe (one per GOP: learnt slowly)
+MIN_SAMPLES_FIRST = 4  # ...of an early position after the keyframe (one per GOP: learnt slowly)
+REST = 4  # positions 1-3 after a keyframe are classes of their own; 4 and later share one
 WINDOW = 128  # still-scene sizes kept per kind
 # A class's threshold (two medians over WINDOW sizes, ~50 us) is recomputed after this
 # many newly learnt sizes, not after every packet: an idle camera learns from each one.
@@ -127,16 +128,28 @@ def h264_slice_kind(data: bytes, whole: int | None = None) -> str | None:
     return None
 
 
+Class = tuple[str | None, int]  # (slice kind, position after the keyframe: 1 .. REST)
+
+
+def position_class(kind: str | None, since_key: int) -> Class:
+    """The size class of a packet `since_key` packets after its keyframe (-1: none seen yet)."""
+    return kind, since_key if 1 <= since_key < REST else REST
+
+
 class SizeBaseline:
-    """Recent still-scene packet sizes per class (kind, first after the keyframe or not)."""
+    """Recent still-scene packet sizes per class: the slice kind, and the position after
+    the keyframe (the first REST - 1 separately, then the rest together). Encoders'
+    rate control makes the first P-frames after a keyframe bigger, more so at a
+    constant bitrate (measured: 2-3x the rest for the first three); judged against the
+    rest, they would wake the camera every GOP."""
 
     def __init__(self) -> None:
-        self._sizes: dict[tuple[str | None, bool], deque[int]] = {}
-        self._cache: dict[tuple[str | None, bool], float | None] = {}
-        self._learnt: dict[tuple[str | None, bool], int] = {}  # sizes learnt since the threshold was computed
+        self._sizes: dict[Class, deque[int]] = {}
+        self._cache: dict[Class, float | None] = {}
+        self._learnt: dict[Class, int] = {}  # sizes learnt since the threshold was computed
         self._keys: deque[int] = deque(maxlen=8)
 
-    def learn(self, key: tuple[str | None, bool], size: int) -> None:
+    def learn(self, key: Class, size: int) -> None:
         self._sizes.setdefault(key, deque(maxlen=WINDOW)).append(size)
         learnt = self._learnt.get(key, 0) + 1
         if learnt >= REFRESH_EVERY or self._cache.get(key) is None:
@@ -148,23 +161,33 @@ class SizeBaseline:
         """A still scene's keyframe size: the yardstick for how noisy its P-frames are."""
         self._keys.append(size)
 
+    @staticmethod
+    def _needed(key: Class) -> int:
+        return MIN_SAMPLES if key[1] == REST else MIN_SAMPLES_FIRST  # an early position comes once a GOP
+
     def ready(self) -> bool:
-        """Enough is known to go idle, and the sizes can be trusted: the most common class
-        and the first-after-keyframe class of the same kind have their samples (an
-        unknown class wakes the camera), and the view is not mostly noise (NOISY_SHARE)."""
+        """Enough is known to go idle, and the sizes can be trusted: every class of the
+        most common kind seen so far has its samples, the first after the keyframe and
+        the rest among them (an unknown class wakes the camera), and the view is not
+        mostly noise (NOISY_SHARE, judged on the rest: furthest from the keyframe)."""
         if not self._sizes or len(self._keys) < 2:
             return False
-        (kind, first), sizes = max(self._sizes.items(), key=lambda item: len(item[1]))
-        other = self._sizes.get((kind, not first), ())
-        if len(sizes) < MIN_SAMPLES or len(other) < (MIN_SAMPLES if first else MIN_SAMPLES_FIRST):
+        counts: dict[str | None, int] = {}
+        for (kind, _), sizes in self._sizes.items():
+            counts[kind] = counts.get(kind, 0) + len(sizes)
+        kind = max(counts, key=lambda k: counts[k])
+        classes = {key: sizes for key, sizes in self._sizes.items() if key[0] == kind}
+        if (kind, 1) not in classes or (kind, REST) not in classes:
+            return False  # too short a GOP to tell the rest from the first (and little to save)
+        if any(len(sizes) < self._needed(key) for key, sizes in classes.items()):
             return False
-        return statistics.median(sizes) <= NOISY_SHARE * statistics.median(self._keys)
+        return statistics.median(classes[kind, REST]) <= NOISY_SHARE * statistics.median(self._keys)
 
-    def threshold(self, key: tuple[str | None, bool]) -> float | None:
+    def threshold(self, key: Class) -> float | None:
         """Bytes above which a packet of this class may be motion; None = not known yet (wake)."""
         if key not in self._cache:
             sizes = self._sizes.get(key)
-            if sizes is None or len(sizes) < (MIN_SAMPLES_FIRST if key[1] else MIN_SAMPLES):
+            if sizes is None or len(sizes) < self._needed(key):
                 self._cache[key] = None
             else:
                 median = statistics.median(sizes)
@@ -214,7 +237,7 @@ class IdleController:
             return Action.KEYFRAME
         if self._since_key >= 0:
             self._since_key += 1
-        cls = (kind, self._since_key == 1)
+        cls = position_class(kind, self._since_key)
         if not self.idle:
             if now - self._last_motion >= QUIET_LEARN_S:
                 self._baseline.learn(cls, size)

@@ -20,6 +20,7 @@ from edge.idle import (
     KEYFRAME_EVERY_S,
     MIN_SAMPLES,
     MIN_SAMPLES_FIRST,
+    REST,
     WAKE_MIN_BYTES,
     Action,
     IdleController,
@@ -157,6 +158,32 @@ def test_motion_seen_on_a_keyframe_wakes_it() -> None:
     assert ctl.packet(t + 0.4, 300, False, "P") is Action.DECODE
 
 
+def test_rate_control_after_a_keyframe_does_not_wake_it() -> None:
+    """At a constant bitrate the first P-frames after a keyframe are 2-3x the rest (seen
+    in an x264 CBR encode of a still scene): each position is judged on its own sizes."""
+    ctl = IdleController(idle_after=10, now=0.0)
+    after_key = {1: 1600, 2: 1500, 3: 1200}  # then ~600
+
+    def gop(start: float, rest: int = 600) -> list[Action]:
+        actions = [ctl.packet(start, 25000, True)]
+        for pos in range(1, GOP):
+            size = after_key.get(pos, rest) + 10 * (pos % 3)
+            actions.append(ctl.packet(start + pos / FPS, size, False, "P"))
+        return actions
+
+    t = 0.0
+    while not ctl.idle and t < 30:
+        gop(t)
+        t += GOP / FPS
+    assert ctl.idle and t <= 12.0, "a still CBR stream should go idle like any other"
+    for _ in range(5):  # ten seconds of still GOPs: never woken by the big early P-frames
+        assert Action.WAKE not in gop(t)
+        t += GOP / FPS
+    assert ctl.wakes == 0
+    # Something moves: a late P-frame three times its usual size wakes it.
+    assert gop(t, rest=1800)[REST] is Action.WAKE
+
+
 def test_a_packet_of_an_unknown_kind_wakes_it() -> None:
     ctl = IdleController(idle_after=10, now=0.0)
     t = feed_still(ctl, 0.0, 10.0)
@@ -167,13 +194,13 @@ def test_a_packet_of_an_unknown_kind_wakes_it() -> None:
 
 def test_baseline_threshold_needs_samples_and_rises_with_noise() -> None:
     base = SizeBaseline()
-    key = ("P", False)
+    key = ("P", REST)
     for _ in range(MIN_SAMPLES - 1):
         base.learn(key, 1000)
     assert base.threshold(key) is None
     base.learn(key, 1000)
     assert base.threshold(key) == 1000 + WAKE_MIN_BYTES  # no spread: only the byte floor
-    noisy = ("P", True)
+    noisy = ("P", 1)
     for k in range(MIN_SAMPLES_FIRST):
         base.learn(noisy, 1000 + 100 * (k % 2))
     threshold = base.threshold(noisy)
