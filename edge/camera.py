@@ -312,10 +312,10 @@ class CameraWorker(StreamWorker):
             self.status.frames_in += 1  # it arrived; it is only not decoded
             self.status.last_frame_monotonic = time.monotonic()
             return
-        for frame in frames:
+        for frame, at in [*decoder.recent, *((frame, arrival) for frame in frames)]:
             if self.status.state is not CameraState.STREAMING:
                 self._streaming(backoff, frame.width, frame.height)
-            self._on_frame(frame, self._backlog.stale(arrival, frame.time))
+            self._on_frame(frame, self._backlog.stale(at, frame.time), at)
 
     def _note_idle(self, decoder: IdleDecoder) -> None:
         idle = decoder.idle
@@ -332,10 +332,13 @@ class CameraWorker(StreamWorker):
             self.recorder.close()
         self.close_events("shutdown" if stopping else "camera_lost")
 
-    def _on_frame(self, frame: av.VideoFrame, stale: bool = False) -> None:
+    def _on_frame(self, frame: av.VideoFrame, stale: bool = False, arrival: float | None = None) -> None:
         """Count the frame; analyse it when detection is on, due (detect_fps) and not
-        stale (the worker is more than the backlog limit behind the stream: skipped)."""
+        stale (the worker is more than the backlog limit behind the stream: skipped).
+        `arrival` (monotonic): when its packet arrived, if not just now (idle mode's catch-up)."""
         now_mono = time.monotonic()
+        late = 0.0 if arrival is None else max(0.0, now_mono - arrival)
+        now_mono -= late
         status = self.status
         status.frames_in += 1
         status.last_frame_monotonic = now_mono
@@ -355,7 +358,7 @@ class CameraWorker(StreamWorker):
             status.frames_skipped += 1
             return
         self._last_detect = now_mono
-        t = time.time()
+        t = time.time() - late
         result = self._detector.process(luma_view(frame), t)
         status.frames_detect += 1
         if self._decoder is not None:

@@ -38,6 +38,7 @@ from edge.idle import MAX_HELD, Action, IdleController, h264_slice_kind
 from edge.redact import redact_text
 
 SUPPORTED_CODECS = {"h264": "H.264", "hevc": "H.265"}
+CATCH_UP_S = 1.0  # on waking from idle, held frames this recent are analysed too
 
 
 class SourceError(Exception):
@@ -227,6 +228,12 @@ class IdleDecoder:
         self.idle = idle
         self.action = Action.DECODE  # what was done with the last packet
         self.held: list[av.Packet] = []
+        self._held_at: list[float] = []  # when each held packet arrived
+        # On waking, the frames of held packets that arrived in the last CATCH_UP_S, with
+        # their arrival times: analysed before this packet's, so an event starts from the
+        # frame where the change began, not from the packet that tipped the sizes (at a
+        # constant bitrate that can be a few frames later).
+        self.recent: list[tuple[av.VideoFrame, float]] = []
         self.decoded = 0  # packets handed to the decoder (the rest were held and dropped)
         self._codec = video.codec_context
         self._h264 = self._codec.name == "h264"
@@ -234,6 +241,7 @@ class IdleDecoder:
 
     def feed(self, packet: av.Packet, now: float) -> list[av.VideoFrame]:
         """The frames of this packet to analyse ([] when it was held back or is corrupt)."""
+        self.recent = []
         key = packet.is_keyframe
         kind = None
         if not key and self._h264:
@@ -242,16 +250,21 @@ class IdleDecoder:
         if action is Action.HOLD:
             if key:  # a skipped keyframe: decoding can restart from it on waking
                 self.held.clear()
+                self._held_at.clear()
             if len(self.held) >= MAX_HELD:
-                del self.held[0]
+                del self.held[0], self._held_at[0]
             self.held.append(copy_packet(packet) if self._copy else packet)
+            self._held_at.append(now)
             return []
         if action is Action.WAKE:
-            for held in self.held:  # the decoder needs them as references; too old to analyse
-                _decode_with(self._codec, held)
+            for held, at in zip(self.held, self._held_at, strict=True):  # the decoder needs them as references
+                frames = _decode_with(self._codec, held)
+                if now - at <= CATCH_UP_S:
+                    self.recent += [(frame, at) for frame in frames]
             self.decoded += len(self.held)
         if action is not Action.DECODE:
             self.held.clear()
+            self._held_at.clear()
         self.decoded += 1
         return _decode_with(self._codec, packet)
 

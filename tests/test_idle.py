@@ -28,7 +28,7 @@ from edge.idle import (
     h264_slice_kind,
 )
 from edge.motion import MotionDetector
-from edge.source import IdleDecoder, select_streams
+from edge.source import CATCH_UP_S, IdleDecoder, select_streams
 from harness.clips import ensure_clips
 
 GOP = 10
@@ -141,6 +141,7 @@ def test_a_held_keyframe_restarts_what_is_held() -> None:
     ctl.packet(t + 0.2, 20000, True)
     decoder = IdleDecoder.__new__(IdleDecoder)  # the holding logic only: no codec involved
     decoder.idle, decoder.held, decoder.decoded, decoder._copy, decoder._h264 = ctl, [], 0, False, False
+    decoder._held_at, decoder.recent = [], []
     held = [Packet(300, False)] + [Packet(100, False) for _ in range(2)]
     for n, packet in enumerate(held):
         assert decoder.feed(packet, t + 0.4 + 0.2 * n) == [] and decoder.action is Action.HOLD  # type: ignore[arg-type]
@@ -243,7 +244,7 @@ def test_real_packets_idle_while_still_and_awake_at_the_first_moving_frame(clip:
     reference = full_decode(clip)
     ctl = IdleController(idle_after=5, now=0.0)
     detector = MotionDetector(MotionConfig())
-    held, idle_at, woke_at, first_motion = 0, None, None, None
+    held, idle_at, woke_at, first_motion, caught_up = 0, None, None, None, 0
     with av.open(str(clip)) as container:
         video, _ = select_streams(container)
         decoder = IdleDecoder(video, ctl)
@@ -257,7 +258,12 @@ def test_real_packets_idle_while_still_and_awake_at_the_first_moving_frame(clip:
                 idle_at = n
             if decoder.action is Action.WAKE and woke_at is None and n > onset - 5:
                 woke_at = n
-            for frame in frames:
+                # The catch-up: the held frames of the last second, oldest first, with their arrivals.
+                times = [at for _, at in decoder.recent]
+                assert decoder.recent and times == sorted(times), "no held frames handed over on waking"
+                assert all(n / FPS - CATCH_UP_S <= at < n / FPS for at in times)
+                caught_up = len(times)
+            for frame in [*(f for f, _ in decoder.recent), *frames]:
                 luma = luma_view(frame)
                 # Whatever was held back, what is decoded is exactly what a full decode gives.
                 assert np.array_equal(luma, reference[frame.pts]), f"frame {frame.pts} differs"
@@ -271,6 +277,7 @@ def test_real_packets_idle_while_still_and_awake_at_the_first_moving_frame(clip:
     assert held >= 40, "while idle, packets between keyframes were decoded"
     assert woke_at is not None and onset <= woke_at <= onset + 1, f"woke at {woke_at}, walker in from {onset}"
     assert first_motion is not None and first_motion <= onset + 2
+    assert caught_up >= 1
     assert decoder.decoded < 0.8 * len(reference)
 
 

@@ -56,13 +56,13 @@ def evaluate_stream(
                 now = float(packet.dts * packet.time_base)
             frames = decoder.feed(packet, now)
             score.frames_total += 1
-            for frame in frames:
+            for frame, at in [*decoder.recent, *((frame, now) for frame in frames)]:
                 i = round(float(frame.time) * fps) if frame.time is not None else len(analysed)
                 t = i / fps
                 if i >= n or t - last_t < 0.95 / detect_fps:
                     continue
                 result = detector.process(luma_view(frame), t)
-                decoder.analysed(now, result.motion)
+                decoder.analysed(at, result.motion)
                 score.detect_calls += 1
                 last_t = t
                 for event in tracker.update(t, result).events:
