@@ -312,7 +312,7 @@ class CameraWorker(StreamWorker):
             self.status.frames_in += 1  # it arrived; it is only not decoded
             self.status.last_frame_monotonic = time.monotonic()
             return
-        for frame, at in [*decoder.recent, *((frame, arrival) for frame in frames)]:
+        for frame, at in decoder.timed(frames, arrival):
             if self.status.state is not CameraState.STREAMING:
                 self._streaming(backoff, frame.width, frame.height)
             self._on_frame(frame, self._backlog.stale(at, frame.time), at)

@@ -60,7 +60,7 @@ class Action(Enum):
     DECODE = "decode"  # awake: decode and analyse as usual
     KEYFRAME = "keyframe"  # idle: decode and analyse this keyframe; drop what was held
     HOLD = "hold"  # idle: keep the packet undecoded (a keyframe: drop what was held before it)
-    WAKE = "wake"  # idle -> awake: decode the held packets (no analysis), then this one as usual
+    WAKE = "wake"  # idle -> awake: decode the held packets (the last second's analysed too), then this one
 
 
 @dataclass(frozen=True, slots=True)

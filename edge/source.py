@@ -240,7 +240,8 @@ class IdleDecoder:
         self._copy = copy_held
 
     def feed(self, packet: av.Packet, now: float) -> list[av.VideoFrame]:
-        """The frames of this packet to analyse ([] when it was held back or is corrupt)."""
+        """The frames of this packet to analyse ([] when it was held back or is corrupt);
+        on waking, `recent` holds the catch-up frames to analyse before them (see `timed`)."""
         self.recent = []
         key = packet.is_keyframe
         kind = None
@@ -267,6 +268,11 @@ class IdleDecoder:
             self._held_at.clear()
         self.decoded += 1
         return _decode_with(self._codec, packet)
+
+    def timed(self, frames: list[av.VideoFrame], now: float) -> list[tuple[av.VideoFrame, float]]:
+        """What to analyse after `feed`, oldest first, with arrival times: the catch-up
+        frames (`recent`, only on waking), then `frames`, this packet's, which arrived `now`."""
+        return [*self.recent, *((frame, now) for frame in frames)]
 
     def analysed(self, now: float, motion: bool) -> None:
         """A motion result of a frame from `feed`: it may wake the camera (a keyframe showed motion)."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import shutil
 import signal
 import statistics
@@ -46,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_procs import Sample, Watch, load_average, rss_bytes, usage  # noqa: E402
+from bench_procs import Sample, Watch, load_average, mosaic_cpu_seconds, rss_bytes, usage  # noqa: E402
 
 from harness.broker import Mosquitto  # noqa: E402
 from harness.camsim import CameraSimulator  # noqa: E402
@@ -389,11 +390,8 @@ class Bench:
         if inside:
             first, last = inside[0], inside[-1]
             if last["time"] > first["time"] and "mosaic" in last:
-
-                def mosaic_s(doc: dict[str, Any]) -> float:
-                    return doc["mosaic"]["compose_cpu_s"] + doc["mosaic"]["tile_cpu_s"]
-
-                res.mosaic_cpu = 100 * (mosaic_s(last) - mosaic_s(first)) / (last["time"] - first["time"])
+                used = mosaic_cpu_seconds(last) - mosaic_cpu_seconds(first)
+                res.mosaic_cpu = 100 * used / (last["time"] - first["time"])
             for cam, entry in last["cameras"].items():
                 res.frames_skipped[cam] = entry["frames_skipped"] - first["cameras"][cam]["frames_skipped"]
                 res.fps_in[cam] = entry["fps_in"]
@@ -489,7 +487,7 @@ def report(res: Result) -> str:
 def shares(res: Result) -> str:
     """Issue #8's mosaic (on by default, every 10 s) as a share of the daemon's CPU, from
     the daemon's own count (stats.mosaic); bench_mosaic.py measures it A/B with the page."""
-    if res.mosaic_cpu != res.mosaic_cpu:  # NaN: no mosaic figures in stats
+    if math.isnan(res.mosaic_cpu):  # no mosaic figures in stats
         return "  mosaic: no figures in stats (mosaic.interval 0?)"
     mean_daemon = (res.cpu_busy["daemon"] * res.busy_s + res.cpu_idle["daemon"] * res.idle_s) / (
         res.busy_s + res.idle_s

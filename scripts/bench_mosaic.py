@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_procs import cpu_seconds, load_average  # noqa: E402
+from bench_procs import cpu_seconds, load_average, mosaic_cpu_seconds  # noqa: E402
 
 from harness.broker import Mosquitto, free_port  # noqa: E402
 from harness.camsim import CameraSimulator  # noqa: E402
@@ -95,11 +95,6 @@ def _stats_at(capture: MqttCapture, box: str, after: float) -> dict[str, Any]:
     topic = f"nvr/{box}/stats"
     found = capture.wait_for(lambda m: m.topic == topic and m.at > after, timeout=3 * STATS_INTERVAL)
     return json.loads(found[0].payload) | {"_at": found[0].at}
-
-
-def _mosaic_cpu(stats: dict[str, Any]) -> float:
-    mosaic = stats.get("mosaic", {})
-    return float(mosaic.get("compose_cpu_s", 0.0)) + float(mosaic.get("tile_cpu_s", 0.0))
 
 
 def _all_streaming(capture: MqttCapture, box: str, cameras: int, timeout: float) -> None:
@@ -155,7 +150,7 @@ def run_round(
                     daemon.stop()
     pct = {box: 100 * (cpu1[box] - cpu0[box]) / (t1 - t0) for box in daemons}
     span = last[ON]["_at"] - first["_at"]
-    mosaic_pct = 100 * (_mosaic_cpu(last[ON]) - _mosaic_cpu(first)) / span
+    mosaic_pct = 100 * (mosaic_cpu_seconds(last[ON]) - mosaic_cpu_seconds(first)) / span
     return {
         "daemon_cpu_off_pct": round(pct[OFF], 2),
         "daemon_cpu_on_pct": round(pct[ON], 2),

@@ -1,4 +1,4 @@
-"""CPU and memory of running processes from /proc, for the benchmarks.
+"""CPU and memory of running processes from /proc (and the daemon's own mosaic count), for the benchmarks.
 
 CPU is user+sys clock ticks (/proc/<pid>/stat, threads included), so a figure is what
 the process itself burnt, whatever else ran beside it; a process that was starved of
@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -58,6 +59,12 @@ def rss_bytes(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def mosaic_cpu_seconds(stats: dict[str, Any]) -> float:
+    """The daemon's own count of the mosaic's CPU (tiles + composing + JPEG) in a stats message."""
+    mosaic = stats.get("mosaic", {})
+    return float(mosaic.get("compose_cpu_s", 0.0)) + float(mosaic.get("tile_cpu_s", 0.0))
 
 
 def load_average() -> float:

@@ -263,7 +263,7 @@ def test_real_packets_idle_while_still_and_awake_at_the_first_moving_frame(clip:
                 assert decoder.recent and times == sorted(times), "no held frames handed over on waking"
                 assert all(n / FPS - CATCH_UP_S <= at < n / FPS for at in times)
                 caught_up = len(times)
-            for frame in [*(f for f, _ in decoder.recent), *frames]:
+            for frame, _ in decoder.timed(frames, n / FPS):
                 luma = luma_view(frame)
                 # Whatever was held back, what is decoded is exactly what a full decode gives.
                 assert np.array_equal(luma, reference[frame.pts]), f"frame {frame.pts} differs"

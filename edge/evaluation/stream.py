@@ -56,7 +56,7 @@ def evaluate_stream(
                 now = float(packet.dts * packet.time_base)
             frames = decoder.feed(packet, now)
             score.frames_total += 1
-            for frame, at in [*decoder.recent, *((frame, now) for frame in frames)]:
+            for frame, at in decoder.timed(frames, now):
                 i = round(float(frame.time) * fps) if frame.time is not None else len(analysed)
                 t = i / fps
                 if i >= n or t - last_t < 0.95 / detect_fps:
