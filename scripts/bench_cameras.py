@@ -95,15 +95,18 @@ class Result:
     load_before: float = 0.0
     with_motion: bool = True
     bitrate: tuple[int, int] | None = None  # kbit/s asked of the re-encoded streams; None = the generated clips
+    grain: int = 0  # strength of the sensor noise added before re-encoding (ffmpeg `noise` alls)
     stream_kbps: tuple[float, float] = (0.0, 0.0)  # what the detect and main clips really average
     notes: list[str] = field(default_factory=list)
 
 
-def bench_clips(bitrates: tuple[int, int] | None = None) -> tuple[Path, Path, int]:
+def bench_clips(bitrates: tuple[int, int] | None = None, grain: int = 0) -> tuple[Path, Path, int]:
     """(detect clip, main clip, frame index in the detect clip where motion starts), cached.
 
     `bitrates` (kbit/s of the detect and the main stream): the generated clips are
-    re-encoded at a camera's constant bitrate (`--bitrate`), same frames and labels."""
+    re-encoded at a camera's constant bitrate (`--bitrate`), same frames and labels,
+    with `grain` (`--grain`) temporal sensor noise first: a clean generated scene leaves
+    the encoder nothing to spend the bitrate on, a real sensor does not."""
     cache = default_cache() / "bench-cameras"
     clips = []
     for k, (width, height, fps) in enumerate((DETECT, MAIN)):
@@ -111,7 +114,8 @@ def bench_clips(bitrates: tuple[int, int] | None = None) -> tuple[Path, Path, in
             cache / f"{width}x{height}-{fps}", kinds=("quietbusy",), width=width, height=height, fps=fps, seconds=60
         )["quietbusy"]
         if bitrates is not None:
-            made = at_bitrate(made, cache / f"{width}x{height}-{fps}-{bitrates[k]}k", bitrates[k], 2 * fps)
+            folder = cache / f"{width}x{height}-{fps}-{bitrates[k]}k" + (f"-grain{grain}" if grain else "")
+            made = at_bitrate(made, folder, bitrates[k], 2 * fps, grain)
         clips.append(made)
     with clips[0].with_suffix(".labels.csv").open() as handle:
         labels = [int(row["label"]) for row in csv.DictReader(handle)]
@@ -119,9 +123,10 @@ def bench_clips(bitrates: tuple[int, int] | None = None) -> tuple[Path, Path, in
     return clips[0], clips[1], onset
 
 
-def at_bitrate(clip: Path, folder: Path, kbps: int, gop: int) -> Path:
+def at_bitrate(clip: Path, folder: Path, kbps: int, gop: int, grain: int = 0) -> Path:
     """`clip` re-encoded as a camera set to a constant `kbps` would send it (x264 with the
-    rate capped at the average, a keyframe every `gop` frames, no B-frames), once."""
+    rate capped at the average, a keyframe every `gop` frames, no B-frames), once;
+    `grain` > 0 adds that much temporal noise to every pixel first (ffmpeg `noise`)."""
     out = folder / clip.name
     if out.exists():
         return out
@@ -129,7 +134,9 @@ def at_bitrate(clip: Path, folder: Path, kbps: int, gop: int) -> Path:
     tmp = folder / f".{clip.stem}.tmp.mp4"
     rate = f"{kbps}k"
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(clip), "-c:v", "libx264", "-preset", "veryfast"]
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(clip)]
+        + (["-vf", f"noise=alls={grain}:allf=t"] if grain else [])
+        + ["-c:v", "libx264", "-preset", "veryfast"]
         + ["-profile:v", "main", "-bf", "0", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0"]
         + ["-b:v", rate, "-minrate", rate, "-maxrate", rate, "-bufsize", f"{kbps}k", "-an", str(tmp)],
         check=True,
@@ -213,7 +220,7 @@ class Bench:
 
     def run(self) -> Result:
         args = self.args
-        detect_clip, main_clip, onset = bench_clips(args.bitrate)
+        detect_clip, main_clip, onset = bench_clips(args.bitrate, args.grain)
         kbps = (8 * detect_clip.stat().st_size / LOOP_S / 1000, 8 * main_clip.stat().st_size / LOOP_S / 1000)
         res = Result(
             self.n,
@@ -222,6 +229,7 @@ class Bench:
             load_before=load_average(),
             with_motion=not args.no_motion,
             bitrate=args.bitrate,
+            grain=args.grain,
             stream_kbps=kbps,
         )
         names = [f"cam{i}" for i in range(self.n)]
@@ -436,7 +444,8 @@ def report(res: Result) -> str:
         f"detect {DETECT[0]}x{DETECT[1]}@{DETECT[2]} decoded; idle_after "
         f"{'default' if res.idle_after is None else res.idle_after}"
         + f"; streams average {res.stream_kbps[0]:.0f} / {res.stream_kbps[1]:.0f} kbit/s"
-        + (f" (re-encoded asking {res.bitrate[0]} / {res.bitrate[1]})" if res.bitrate else ""),
+        + (f" (re-encoded asking {res.bitrate[0]} / {res.bitrate[1]})" if res.bitrate else "")
+        + (f", sensor grain {res.grain}" if res.grain else ""),
         f"measured {res.loops} loop(s): busy {res.busy_s:.1f} s, idle {res.idle_s:.1f} s; "
         f"load average before {res.load_before:.2f}",
         "CPU, % of one core         busy      idle   per camera (busy / idle)",
@@ -559,6 +568,13 @@ def main() -> int:
         type=lambda v: tuple(int(x) for x in v.split(",")),
         help="DETECT,MAIN kbit/s: re-encode the scene at cameras' constant bitrates, e.g. 512,2048",
     )
+    parser.add_argument(
+        "--grain",
+        type=int,
+        default=0,
+        help="with --bitrate: temporal sensor noise added first (ffmpeg noise strength, e.g. 6), so that the "
+        "encoder spends the bitrate as on a real camera",
+    )
     parser.add_argument("--no-motion", action="store_true", help="leave Debian's motion out")
     parser.add_argument("--no-floor", action="store_true", help="leave the ffmpeg floor out")
     parser.add_argument("--json", type=Path, help="append each run's figures to this JSON file (a list)")
@@ -568,6 +584,8 @@ def main() -> int:
     parser.add_argument("--quiet-wait", type=float, default=300, help="...for at most this many seconds")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, recordings)")
     args = parser.parse_args()
+    if args.grain and not args.bitrate:
+        parser.error("--grain needs --bitrate (the noise is added when the clips are re-encoded)")
     counts = [int(x) for x in args.scaling.split(",")] if args.scaling else [args.cameras]
     wanted = ["mosquitto", *([] if args.no_floor else ["ffmpeg"]), *([] if args.no_motion else ["motion"])]
     missing = [tool for tool in wanted if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()]
