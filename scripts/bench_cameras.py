@@ -114,7 +114,7 @@ def bench_clips(bitrates: tuple[int, int] | None = None, grain: int = 0) -> tupl
             cache / f"{width}x{height}-{fps}", kinds=("quietbusy",), width=width, height=height, fps=fps, seconds=60
         )["quietbusy"]
         if bitrates is not None:
-            folder = cache / f"{width}x{height}-{fps}-{bitrates[k]}k" + (f"-grain{grain}" if grain else "")
+            folder = cache / (f"{width}x{height}-{fps}-{bitrates[k]}k" + (f"-grain{grain}" if grain else ""))
             made = at_bitrate(made, folder, bitrates[k], 2 * fps, grain)
         clips.append(made)
     with clips[0].with_suffix(".labels.csv").open() as handle:
