@@ -22,7 +22,7 @@ from edge.backlog import Backlog
 from edge.backoff import Backoff
 from edge.config import CameraConfig, EventConfig
 from edge.events import Event, EventTracker, TrackerStep
-from edge.idle import Action, IdleController
+from edge.idle import Action, IdleController, SizeTrust
 from edge.logs import get_logger
 from edge.mosaic import Frame, TileGrabber
 from edge.motion import MotionDetector
@@ -266,6 +266,7 @@ class CameraWorker(StreamWorker):
         self.tile: Frame | None = None
         self.tile_cpu_s = 0.0  # CPU this thread spent on tiles (the mosaic's cost, in stats)
         self._decoder: IdleDecoder | None = None  # per connection
+        self._size_trust = SizeTrust()  # whether idle mode may rely on this camera's packet sizes
         # Detection's queue bound (edge.backlog): frames later than this behind the stream are skipped.
         self._backlog_limit = max(1.0, 3.0 / camera.motion.detect_fps)
         self._backlog = Backlog(self._backlog_limit)
@@ -290,7 +291,7 @@ class CameraWorker(StreamWorker):
         if self.recorder is not None:
             self.recorder.begin(video, audio)
             streams += [audio] if audio is not None else []
-        idle = IdleController(self.camera.motion.idle_after, time.monotonic())
+        idle = IdleController(self.camera.motion.idle_after, time.monotonic(), self._size_trust)
         self._decoder = decoder = IdleDecoder(video, idle, copy_held=self.recorder is not None)
         self._backlog = Backlog(self._backlog_limit)
         self.status.idle = False

@@ -21,6 +21,16 @@ references are right from the very next frame; `skip_frame = "NONKEY"` would mak
 decoder drop them, and full decoding could only restart at the next keyframe, up to a
 GOP later.
 
+Idle mode is earned, camera by camera: the sizes must have announced the motion the
+detector saw. At a constant bitrate with a noisy sensor the encoder's rate control
+holds every P-frame at the same size and spends the bits on noise; a person walking in
+changes the quantiser, not the size (measured: 640x360 at 500 kbit/s, still and busy
+P-frames both ~7.6 kB), so sizes there say nothing and an idle camera would sleep
+through the person until its next analysed keyframe (6 s late in the benchmark). So
+while awake, every motion onset the detector reports is checked against the sizes
+around it (`SizeTrust`): idle mode is allowed only once the last onset was announced
+by them, and a keyframe that shows motion the sizes missed withdraws it again.
+
 Pure logic, no PyAV: the camera worker (edge.camera) feeds it packet sizes and motion
 results, and does what it says.
 """
@@ -54,6 +64,14 @@ MAX_HELD = 600  # packets held for the catch-up; more (a very long GOP) and the 
 # the sizes, so such a camera never goes idle. Real daytime views measured 0.5-9 %;
 # noise-heavy generated scenes 23-63 %.
 NOISY_SHARE = 0.15
+# A motion onset (motion after ONSET_QUIET_S without) is announced by the sizes when at
+# least ANNOUNCE_PACKETS packets within ONSET_WINDOW_S of it were over their thresholds.
+# Measured (320x180 at 5 fps, walkers coming in): a variable-rate stream has 4 of the 6
+# packets from the onset on over; a constant-bitrate noisy one has a stray packet over
+# every 2-4 s (rate control around keyframes), at times two within a window, never three.
+ONSET_QUIET_S = 2.0
+ONSET_WINDOW_S = 1.0
+ANNOUNCE_PACKETS = 3
 
 
 class Action(Enum):
@@ -196,28 +214,74 @@ class SizeBaseline:
         return self._cache[key]
 
 
+class SizeTrust:
+    """Whether this camera's packet sizes announce the motion its detector sees: idle mode
+    bets on it. Kept by the camera worker across connections and re-checked at every
+    onset, so a camera whose stream changes (a new bitrate setting, night noise) loses
+    it at the first onset the sizes miss."""
+
+    def __init__(self) -> None:
+        self.trusted = False
+        self.announced = 0  # onsets the sizes announced
+        self.missed = 0  # onsets they did not (seen awake, or woken by a keyframe instead)
+
+    def onset(self, announced: bool) -> None:
+        self.trusted = announced
+        if announced:
+            self.announced += 1
+        else:
+            self.missed += 1
+
+
 class IdleController:
-    """One per camera connection (a new connection starts awake, with nothing learnt).
+    """One per camera connection (a new connection starts awake, with no sizes learnt;
+    `trust` is the camera's own and outlives connections).
 
     The worker calls `packet` for each video packet and does what it answers, and
     `analysed` with each motion result. Times are monotonic seconds."""
 
-    def __init__(self, idle_after: float, now: float) -> None:
+    def __init__(self, idle_after: float, now: float, trust: SizeTrust | None = None) -> None:
         self.idle_after = idle_after
         self.idle = False
         self.last_wake: Wake | None = None
         self.wakes = 0
-        self._last_motion = now
+        self.trust = trust if trust is not None else SizeTrust()
+        self._last_motion = now  # motion or a wake: what keeps the camera awake
+        self._last_seen = float("-inf")  # the detector's last motion (onsets are judged from it)
         self._since_key = -1  # packets since the last keyframe; -1 before the first
         self._key_analysed = float("-inf")  # when the last keyframe was analysed while idle
         self._baseline = SizeBaseline()
+        self._over: deque[float] = deque(maxlen=16)  # when packets were over their thresholds
+        self._judged: deque[float] = deque(maxlen=64)  # when packets had a threshold to be judged by
+        self._onset: float | None = None  # an onset waiting for its verdict
 
     def analysed(self, now: float, motion: bool) -> None:
-        """A motion result: motion keeps the camera awake, and wakes an idle one (a keyframe showed it)."""
-        if motion:
-            self._last_motion = now
-            if self.idle:
-                self._wake(Wake("motion"))
+        """A motion result: motion keeps the camera awake, and wakes an idle one (a keyframe
+        showed it: the sizes missed it). An onset seen awake is checked against the sizes."""
+        if not motion:
+            return
+        if self.idle:
+            self.trust.onset(False)
+            self._wake(Wake("motion"))
+        elif now - self._last_seen >= ONSET_QUIET_S and self._onset is None:
+            self._onset = now
+            self._judge_onset(now)
+        self._last_motion = self._last_seen = now
+
+    def _judge_onset(self, now: float) -> None:
+        """Announced: enough packets over their thresholds around the onset; missed: the
+        window after it ended without them. No verdict when too few packets around it
+        could be judged (the still sizes not learnt yet, just after connecting)."""
+        onset = self._onset
+        if onset is None:
+            return
+        if sum(1 for at in self._over if abs(at - onset) <= ONSET_WINDOW_S) >= ANNOUNCE_PACKETS:
+            self.trust.onset(True)
+            self._onset = None
+        elif now - onset > ONSET_WINDOW_S:
+            if sum(1 for at in self._judged if abs(at - onset) <= ONSET_WINDOW_S) >= ANNOUNCE_PACKETS:
+                self.trust.onset(False)
+            self._onset = None
 
     def packet(self, now: float, size: int, key: bool, kind: str | None = None) -> Action:
         """What to do with this video packet of `size` bytes (`kind`: 'P', 'B', 'I' or None)."""
@@ -228,7 +292,7 @@ class IdleController:
             if not self.idle:
                 if self.idle_after <= 0 or now - self._last_motion < self.idle_after:
                     return Action.DECODE
-                self.idle = self._baseline.ready()
+                self.idle = self.trust.trusted and self._baseline.ready()
                 if not self.idle:
                     return Action.DECODE
             elif now - self._key_analysed < KEYFRAME_EVERY_S:
@@ -239,6 +303,12 @@ class IdleController:
             self._since_key += 1
         cls = position_class(kind, self._since_key)
         if not self.idle:
+            threshold = self._baseline.threshold(cls)
+            if threshold is not None:
+                self._judged.append(now)
+                if size > threshold:
+                    self._over.append(now)
+            self._judge_onset(now)
             if now - self._last_motion >= QUIET_LEARN_S:
                 self._baseline.learn(cls, size)
             return Action.DECODE
@@ -246,6 +316,7 @@ class IdleController:
             return Action.HOLD  # nothing decodable before the first keyframe anyway
         threshold = self._baseline.threshold(cls)
         if threshold is None or size > threshold:
+            self._over.append(now)
             self._wake(Wake("size", size, threshold or 0.0))
             self._last_motion = now  # stay awake at least idle_after: it may be the start of something
             return Action.WAKE

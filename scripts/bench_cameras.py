@@ -556,7 +556,11 @@ def main() -> int:
         "--loops", type=int, default=2, help="60 s scene loops measured (each: one idle, one busy window)"
     )
     parser.add_argument(
-        "--warmup", type=float, default=20, help="seconds after start-up before the first measured loop"
+        "--warmup",
+        type=float,
+        default=90,
+        help="seconds after start-up before the first measured loop; the default covers a still half and the "
+        "walkers' onset after it, where each camera earns idle mode (edge.idle.SizeTrust)",
     )
     parser.add_argument(
         "--idle-after", type=float, default=None, help="the daemon's motion.idle_after (default: its own)"

@@ -6,6 +6,7 @@ every frame after the wake identical to a full decode."""
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import av
@@ -15,7 +16,7 @@ import pytest
 from edge.backlog import Backlog
 from edge.camera import luma_view
 from edge.config import MotionConfig
-from edge.evaluation.stream import evaluate_stream
+from edge.evaluation.stream import encode_luma, evaluate_stream, played_twice
 from edge.idle import (
     KEYFRAME_EVERY_S,
     MIN_SAMPLES,
@@ -25,6 +26,7 @@ from edge.idle import (
     Action,
     IdleController,
     SizeBaseline,
+    SizeTrust,
     h264_slice_kind,
 )
 from edge.motion import MotionDetector
@@ -33,6 +35,13 @@ from harness.clips import ensure_clips
 
 GOP = 10
 FPS = 5.0
+
+
+def earned() -> SizeTrust:
+    """A camera whose packet sizes announced its last motion onset: idle mode is allowed."""
+    trust = SizeTrust()
+    trust.onset(True)
+    return trust
 
 
 def feed_still(
@@ -49,7 +58,7 @@ def feed_still(
 
 
 def test_goes_idle_only_after_idle_after_quiet_and_a_learnt_baseline() -> None:
-    ctl = IdleController(idle_after=10, now=0.0)
+    ctl = IdleController(idle_after=10, now=0.0, trust=earned())
     t = feed_still(ctl, 0.0, 10.0)  # up to 9.8 s
     assert not ctl.idle  # 10 s have not passed
     assert ctl.packet(t + 0.2, 20000, True) is Action.KEYFRAME  # the keyframe at 10 s
@@ -58,8 +67,54 @@ def test_goes_idle_only_after_idle_after_quiet_and_a_learnt_baseline() -> None:
     assert ctl.packet(t + 0.6, 103, False, "P") is Action.HOLD
 
 
+def onset(ctl: IdleController, start: float, sizes: list[int]) -> float:
+    """Something moves for len(sizes) frames: P-frames of these sizes, each analysed as motion."""
+    t = start
+    for k, size in enumerate(sizes):
+        t = start + k / FPS
+        ctl.packet(t, size, False, "P")
+        ctl.analysed(t, True)
+    return t
+
+
+def test_idle_is_earned_by_sizes_that_announced_an_onset() -> None:
+    ctl = IdleController(idle_after=5, now=0.0)
+    t = feed_still(ctl, 0.0, 10.0)
+    assert ctl.packet(t + 0.2, 20000, True) is Action.DECODE and not ctl.idle  # no onset seen yet
+    # A walker comes in: the P-frames grow several-fold as the detector sees it.
+    t = onset(ctl, t + 0.4, [600, 800, 900, 700])
+    assert ctl.trust.trusted and (ctl.trust.announced, ctl.trust.missed) == (1, 0)
+    t = feed_still(ctl, t + 0.2, 6.0)
+    assert ctl.packet(t + 0.2, 20000, True) is Action.KEYFRAME and ctl.idle
+
+
+def test_sizes_that_miss_an_onset_keep_it_awake() -> None:
+    """A constant bitrate with a noisy sensor: the P-frames keep their size when the
+    detector sees someone. Sizes say nothing there: never idle."""
+    ctl = IdleController(idle_after=5, now=0.0)
+    t = feed_still(ctl, 0.0, 10.0)
+    t = onset(ctl, t + 0.2, [103, 101, 105, 99, 102, 100, 104])  # motion, sizes as when still
+    t = feed_still(ctl, t + 0.2, 20.0)
+    assert ctl.packet(t + 0.2, 20000, True) is Action.DECODE and not ctl.idle
+    assert not ctl.trust.trusted and (ctl.trust.announced, ctl.trust.missed) == (0, 1)
+
+
+def test_an_onset_before_the_still_sizes_are_learnt_is_not_judged() -> None:
+    ctl = IdleController(idle_after=5, now=0.0)
+    onset(ctl, 0.4, [103, 101, 105, 99, 102, 100, 104])
+    assert (ctl.trust.announced, ctl.trust.missed) == (0, 0)
+
+
+def test_stray_big_packets_do_not_announce_an_onset() -> None:
+    """Rate control at a constant bitrate lets the odd packet through big; a walker makes several."""
+    ctl = IdleController(idle_after=5, now=0.0)
+    t = feed_still(ctl, 0.0, 10.0)
+    t = onset(ctl, t + 0.2, [900, 100, 104, 900, 99, 102, 100])
+    assert not ctl.trust.trusted and ctl.trust.missed == 1
+
+
 def test_without_a_baseline_it_stays_awake() -> None:
-    ctl = IdleController(idle_after=1, now=0.0)
+    ctl = IdleController(idle_after=1, now=0.0, trust=earned())
     # Only keyframes and a couple of P-frames: nothing to judge sizes against.
     for k in range(20):
         assert ctl.packet(k * 2.0, 20000, True) is Action.DECODE
@@ -69,27 +124,29 @@ def test_without_a_baseline_it_stays_awake() -> None:
 
 def test_a_noisy_view_never_goes_idle() -> None:
     """P-frames at 40 % of a keyframe are mostly noise: a person would not show in the sizes."""
-    ctl = IdleController(idle_after=5, now=0.0)
+    ctl = IdleController(idle_after=5, now=0.0, trust=earned())
     t = feed_still(ctl, 0.0, 60, size=8000, first=9000)
     assert ctl.packet(t + 0.2, 20000, True) is Action.DECODE
     assert not ctl.idle
 
 
 def test_zero_idle_after_never_idles() -> None:
-    ctl = IdleController(idle_after=0, now=0.0)
+    ctl = IdleController(idle_after=0, now=0.0, trust=earned())
     t = feed_still(ctl, 0.0, 60)
     assert ctl.packet(t + 0.2, 20000, True) is Action.DECODE
     assert not ctl.idle
 
 
 def test_motion_keeps_it_awake_and_its_big_packets_are_not_learnt() -> None:
-    ctl = IdleController(idle_after=5, now=0.0)
-    t = feed_still(ctl, 0.0, 8)
-    for k in range(50):  # 10 s of motion: analysed frames say so, packets are big
+    ctl = IdleController(idle_after=5, now=0.0, trust=earned())
+    t = feed_still(ctl, 0.0, 12)  # idle from 10 s, every class's still sizes learnt
+    for k in range(50):  # 10 s of motion: packets are big, analysed frames say so
         now = t + 0.2 * (k + 1)
+        key = (k + 1) % GOP == 0
+        expected = Action.WAKE if k == 0 else Action.DECODE
+        assert ctl.packet(now, 5000, key, None if key else "P") is expected
         ctl.analysed(now, True)
-        assert ctl.packet(now, 5000, k % GOP == 0, None if k % GOP == 0 else "P") is Action.DECODE
-    assert not ctl.idle
+    assert not ctl.idle and ctl.trust.trusted  # the sizes announced it: still trusted
     t = feed_still(ctl, now + 0.2, 6)  # quiet again: idle at the keyframe after 5 s
     assert ctl.packet(t + 0.2, 20000, True) is Action.KEYFRAME
     # The threshold comes from still packets only: 5000-byte motion packets would have lifted it.
@@ -98,7 +155,7 @@ def test_motion_keeps_it_awake_and_its_big_packets_are_not_learnt() -> None:
 
 
 def test_a_big_packet_wakes_it_and_it_stays_awake_for_idle_after() -> None:
-    ctl = IdleController(idle_after=10, now=0.0)
+    ctl = IdleController(idle_after=10, now=0.0, trust=earned())
     t = feed_still(ctl, 0.0, 10.0)
     ctl.packet(t + 0.2, 20000, True)
     assert ctl.idle
@@ -114,7 +171,7 @@ def test_a_big_packet_wakes_it_and_it_stays_awake_for_idle_after() -> None:
 
 
 def test_while_idle_a_keyframe_is_analysed_only_every_keyframe_every_s() -> None:
-    ctl = IdleController(idle_after=10, now=0.0)
+    ctl = IdleController(idle_after=10, now=0.0, trust=earned())
     t = feed_still(ctl, 0.0, 10.0)
     assert ctl.packet(t + 0.2, 20000, True) is Action.KEYFRAME  # idle from here: analysed
     actions = []
@@ -136,7 +193,7 @@ def test_a_held_keyframe_restarts_what_is_held() -> None:
         def __init__(self, size: int, key: bool) -> None:
             self.size, self.is_keyframe = size, key
 
-    ctl = IdleController(idle_after=10, now=0.0)
+    ctl = IdleController(idle_after=10, now=0.0, trust=earned())
     t = feed_still(ctl, 0.0, 10.0, kind=None)  # the fake packets below carry no slice header
     ctl.packet(t + 0.2, 20000, True)
     decoder = IdleDecoder.__new__(IdleDecoder)  # the holding logic only: no codec involved
@@ -151,18 +208,22 @@ def test_a_held_keyframe_restarts_what_is_held() -> None:
 
 
 def test_motion_seen_on_a_keyframe_wakes_it() -> None:
-    ctl = IdleController(idle_after=10, now=0.0)
+    ctl = IdleController(idle_after=10, now=0.0, trust=earned())
     t = feed_still(ctl, 0.0, 10.0)
     assert ctl.packet(t + 0.2, 20000, True) is Action.KEYFRAME
     ctl.analysed(t + 0.2, True)
     assert not ctl.idle and ctl.last_wake is not None and ctl.last_wake.reason == "motion"
     assert ctl.packet(t + 0.4, 300, False, "P") is Action.DECODE
+    # The sizes slept through it: idle mode is withdrawn until they announce an onset again.
+    assert not ctl.trust.trusted and ctl.trust.missed == 1
+    t = feed_still(ctl, t + 0.6, 12.0)
+    assert ctl.packet(t + 0.2, 20000, True) is Action.DECODE and not ctl.idle
 
 
 def test_rate_control_after_a_keyframe_does_not_wake_it() -> None:
     """At a constant bitrate the first P-frames after a keyframe are 2-3x the rest (seen
     in an x264 CBR encode of a still scene): each position is judged on its own sizes."""
-    ctl = IdleController(idle_after=10, now=0.0)
+    ctl = IdleController(idle_after=10, now=0.0, trust=earned())
     after_key = {1: 1600, 2: 1500, 3: 1200}  # then ~600
 
     def gop(start: float, rest: int = 600) -> list[Action]:
@@ -186,7 +247,7 @@ def test_rate_control_after_a_keyframe_does_not_wake_it() -> None:
 
 
 def test_a_packet_of_an_unknown_kind_wakes_it() -> None:
-    ctl = IdleController(idle_after=10, now=0.0)
+    ctl = IdleController(idle_after=10, now=0.0, trust=earned())
     t = feed_still(ctl, 0.0, 10.0)
     ctl.packet(t + 0.2, 20000, True)
     assert ctl.packet(t + 0.4, 300, False, "P") is Action.HOLD
@@ -242,7 +303,7 @@ def full_decode(clip: Path) -> dict[int, np.ndarray]:
 def test_real_packets_idle_while_still_and_awake_at_the_first_moving_frame(clip: Path) -> None:
     onset = onset_frame(clip)
     reference = full_decode(clip)
-    ctl = IdleController(idle_after=5, now=0.0)
+    ctl = IdleController(idle_after=5, now=0.0, trust=earned())  # this camera's sizes have announced motion before
     detector = MotionDetector(MotionConfig())
     held, idle_at, woke_at, first_motion, caught_up = 0, None, None, None, 0
     with av.open(str(clip)) as container:
@@ -281,14 +342,53 @@ def test_real_packets_idle_while_still_and_awake_at_the_first_moving_frame(clip:
     assert decoder.decoded < 0.8 * len(reference)
 
 
-def test_evaluation_recall_is_the_same_with_idle_mode(clip: Path) -> None:
+def clip_frames(clip: Path) -> tuple[list[np.ndarray], np.ndarray]:
     with clip.with_suffix(".labels.csv").open() as handle:
         labels = np.array([int(row["label"]) for row in csv.DictReader(handle)], np.int8)
-    off, _ = evaluate_stream(clip, labels, FPS, MotionDetector(MotionConfig()), idle_after=0)
-    on, wakes = evaluate_stream(clip, labels, FPS, MotionDetector(MotionConfig()), idle_after=5)
+    return [luma for _, luma in sorted(full_decode(clip).items())], labels
+
+
+def analyse_stream(source: io.BytesIO, ctl: IdleController) -> int:
+    """Decode and analyse `source` as the camera worker does; returns the packets seen while idle."""
+    detector = MotionDetector(MotionConfig())
+    idle_packets = 0
+    with av.open(source) as container:
+        video, _ = select_streams(container)
+        decoder = IdleDecoder(video, ctl)
+        for packet in container.demux(video):
+            if packet.size:
+                now = float(packet.dts * packet.time_base)
+                for frame, at in decoder.timed(decoder.feed(packet, now), now):
+                    decoder.analysed(at, detector.process(luma_view(frame), at).motion)
+                idle_packets += ctl.idle
+    return idle_packets
+
+
+def test_real_packets_earn_idle_mode_only_where_sizes_show_the_walkers(clip: Path) -> None:
+    """The same frames as a camera's variable-rate stream and at a constant bitrate with
+    sensor noise: only the first announces the walkers in its sizes and may go idle."""
+    frames, _ = clip_frames(clip)
+    variable, constant = IdleController(5, 0.0), IdleController(5, 0.0)
+    analyse_stream(encode_luma(frames, FPS), variable)
+    assert (variable.trust.announced, variable.trust.missed) == (1, 0) and variable.trust.trusted
+    assert analyse_stream(encode_luma(frames, FPS, kbps=128, grain=6), constant) == 0
+    assert (constant.trust.announced, constant.trust.missed) == (0, 1) and not constant.trust.trusted
+
+
+def test_evaluation_recall_is_the_same_with_idle_mode(clip: Path) -> None:
+    """Played twice, each time after a still stretch: idle mode is earned in the first
+    playing, engages in the second still stretch, and the walkers of the second playing
+    are found as with idle mode off."""
+    twice = played_twice(*clip_frames(clip), FPS)
+    assert twice is not None
+    frames, labels = twice
+    source = encode_luma(frames, FPS)
+    off, _ = evaluate_stream(source, labels, FPS, MotionDetector(MotionConfig()), idle_after=0)
+    source.seek(0)
+    on, wakes = evaluate_stream(source, labels, FPS, MotionDetector(MotionConfig()), idle_after=5)
     assert off.frames_decoded == off.frames_total
     assert on.frames_decoded < 0.8 * on.frames_total and wakes >= 1
-    assert on.spans_found == off.spans_found == on.spans
+    assert on.spans_found == off.spans_found == on.spans == 2
     assert on.recall >= off.recall - 0.01
 
 

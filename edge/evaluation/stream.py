@@ -81,22 +81,35 @@ def evaluate_stream(
     return score_run(score, labels, fps, predicted, active, event_frames), idle.wakes
 
 
-def encode_luma(frames: Sequence[np.ndarray], fps: float) -> io.BytesIO:
+def encode_luma(
+    frames: Sequence[np.ndarray], fps: float, kbps: int | None = None, grain: float = 0.0, seed: int = 0
+) -> io.BytesIO:
     """Grey frames as an in-memory H.264 MP4, encoded like a camera's stream (GOP 2 s,
-    no B-frames), so generated hard cases go through the packet path too."""
+    no B-frames), so generated hard cases go through the packet path too. `kbps`: at
+    that constant bitrate; `grain`: with that much sensor noise added (uniform, +-grain
+    grey levels, new every frame), which a constant-bitrate encoder spends its bits on."""
     out = io.BytesIO()
     rate = Fraction(fps).limit_denominator(1001)
     h, w = frames[0].shape
+    rng = np.random.default_rng(seed)
     with av.open(out, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.time_base = 1 / rate
         gop = str(max(1, round(GOP_S * fps)))
-        stream.options = {"bf": "0", "g": gop, "keyint_min": gop, "sc_threshold": "0", "preset": "veryfast"}
+        options = {"bf": "0", "g": gop, "keyint_min": gop, "sc_threshold": "0", "preset": "veryfast"}
+        if kbps is not None:
+            cap = f"{kbps}k"
+            options |= {"b": cap, "minrate": cap, "maxrate": cap, "bufsize": cap}
+        stream.options = options
         stream.codec_context.thread_count = 2
         planes = np.full((h * 3 // 2, w), 128, np.uint8)
         for k, luma in enumerate(frames):
-            planes[:h] = luma
+            if grain:
+                noise = rng.integers(-int(grain), int(grain) + 1, luma.shape, dtype=np.int16)
+                planes[:h] = np.clip(luma + noise, 0, 255)
+            else:
+                planes[:h] = luma
             frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
             frame.pts = k
             frame.time_base = 1 / rate
@@ -106,21 +119,25 @@ def encode_luma(frames: Sequence[np.ndarray], fps: float) -> io.BytesIO:
     return out
 
 
-def with_still_lead_in(
+def played_twice(
     frames: Sequence[np.ndarray], labels: np.ndarray, fps: float, seconds: float = 20.0
 ) -> tuple[list[np.ndarray], np.ndarray] | None:
-    """The clip with `seconds` of its own still opening in front: the frames before the
-    first motion (at least 1 s of label 0), played forwards and backwards in turn so the
-    still view never jumps. Idle mode has engaged by the time the clip proper starts,
-    so what happens when something then moves is what is scored. None without such an opening."""
+    """`seconds` of the clip's still opening, the clip, the still opening again, the clip
+    again. In the first still stretch the camera learns its still packet sizes; in the
+    first playing it earns idle mode (its sizes announce the motion the detector sees,
+    edge.idle.SizeTrust) or does not; in the second still stretch idle mode engages; the
+    second playing scores what happens when something moves while idle. The still
+    opening (frames before the first motion, at least 1 s of label 0) is played forwards
+    and backwards in turn so the view never jumps. None without such an opening or without motion."""
     still = 0
     while still < len(labels) and labels[still] == 0:
         still += 1
-    if still < fps:
+    if still < fps or still == len(labels):
         return None
     forth = list(frames[:still])
-    lead: list[np.ndarray] = []
-    while len(lead) < seconds * fps:
-        lead += forth if len(lead) // still % 2 == 0 else forth[::-1]
-    lead = lead[: int(seconds * fps)]
-    return lead + list(frames), np.concatenate([np.zeros(len(lead), labels.dtype), labels])
+    gap: list[np.ndarray] = []
+    while len(gap) < seconds * fps:
+        gap += forth if len(gap) // still % 2 == 0 else forth[::-1]
+    gap = gap[: int(seconds * fps)]
+    quiet = np.zeros(len(gap), labels.dtype)
+    return gap + list(frames) + gap + list(frames), np.concatenate([quiet, labels, quiet, labels])
