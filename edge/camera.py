@@ -66,6 +66,7 @@ class CameraStatus:
     started_monotonic: float = field(default_factory=time.monotonic)
     idle: bool = False  # idle mode (edge.idle): keyframes decoded, packet sizes watched
     idle_wakes: int = 0
+    idle_allowed: bool = False  # its packet sizes have shown the motion its detector saw (edge.idle.SizeTrust)
     # Bumped by the worker thread on every packet, connection attempt and second of
     # back-off: the systemd watchdog withholds its ping when one goes stale (wedged).
     heartbeat_monotonic: float = field(default_factory=time.monotonic)
@@ -320,6 +321,7 @@ class CameraWorker(StreamWorker):
 
     def _note_idle(self, decoder: IdleDecoder) -> None:
         idle = decoder.idle
+        self.status.idle_allowed = idle.trust.trusted
         if self.status.idle != idle.idle:
             self.status.idle, self.status.idle_wakes = idle.idle, idle.wakes
             wake = idle.last_wake

@@ -76,6 +76,7 @@ def camera_stats(status: CameraStatus, fps_in: float, fps_detect: float, now: fl
         "detect": status.detect_enabled,
         "idle": status.idle,  # idle mode: keyframes only, packet sizes watched (edge.idle)
         "idle_wakes": status.idle_wakes,
+        "idle_allowed": status.idle_allowed,  # why a camera never idles: its sizes do not show motion
         "width": status.width,
         "height": status.height,
     }

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from edge.backlog import Backlog
-from edge.camera import luma_view
-from edge.config import MotionConfig
+from edge.camera import CameraWorker, luma_view
+from edge.config import CameraConfig, EventConfig, MotionConfig
 from edge.evaluation.stream import encode_luma, evaluate_stream, played_twice
+from edge.health import camera_stats
 from edge.idle import (
     KEYFRAME_EVERY_S,
     MIN_SAMPLES,
@@ -97,6 +98,20 @@ def test_sizes_that_miss_an_onset_keep_it_awake() -> None:
     t = feed_still(ctl, t + 0.2, 20.0)
     assert ctl.packet(t + 0.2, 20000, True) is Action.DECODE and not ctl.idle
     assert not ctl.trust.trusted and (ctl.trust.announced, ctl.trust.missed) == (0, 1)
+
+
+def test_camera_stats_say_whether_idle_mode_is_allowed() -> None:
+    """Operators see why a camera never idles: `idle_allowed` stays false until its sizes announce an onset."""
+    worker = CameraWorker("cam", CameraConfig(url="rtsp://127.0.0.1:9/x"), "box", EventConfig(), lambda _o: None)
+    ctl = IdleController(idle_after=5, now=0.0, trust=worker._size_trust)  # the worker's own, as in _serve
+    decoder = IdleDecoder.__new__(IdleDecoder)  # the controller is all _note_idle reads
+    decoder.idle = ctl
+    t = feed_still(ctl, 0.0, 10.0)
+    worker._note_idle(decoder)
+    assert camera_stats(worker.status, 5.0, 5.0, t)["idle_allowed"] is False
+    onset(ctl, t + 0.2, [600, 800, 900, 700])
+    worker._note_idle(decoder)
+    assert camera_stats(worker.status, 5.0, 5.0, t)["idle_allowed"] is True
 
 
 def test_an_onset_before_the_still_sizes_are_learnt_is_not_judged() -> None:
