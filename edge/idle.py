@@ -251,8 +251,8 @@ class IdleController:
         self._since_key = -1  # packets since the last keyframe; -1 before the first
         self._key_analysed = float("-inf")  # when the last keyframe was analysed while idle
         self._baseline = SizeBaseline()
-        self._over: deque[float] = deque(maxlen=16)  # when packets were over their thresholds
-        self._judged: deque[float] = deque(maxlen=64)  # when packets had a threshold to be judged by
+        # Packets that had a threshold to be judged by: (arrival, over it), for the onset check.
+        self._sized: deque[tuple[float, bool]] = deque(maxlen=64)
         self._onset: float | None = None  # an onset waiting for its verdict
 
     def analysed(self, now: float, motion: bool) -> None:
@@ -275,11 +275,12 @@ class IdleController:
         onset = self._onset
         if onset is None:
             return
-        if sum(1 for at in self._over if abs(at - onset) <= ONSET_WINDOW_S) >= ANNOUNCE_PACKETS:
+        around = [over for at, over in self._sized if abs(at - onset) <= ONSET_WINDOW_S]
+        if sum(around) >= ANNOUNCE_PACKETS:
             self.trust.onset(True)
             self._onset = None
         elif now - onset > ONSET_WINDOW_S:
-            if sum(1 for at in self._judged if abs(at - onset) <= ONSET_WINDOW_S) >= ANNOUNCE_PACKETS:
+            if len(around) >= ANNOUNCE_PACKETS:
                 self.trust.onset(False)
             self._onset = None
 
@@ -305,9 +306,7 @@ class IdleController:
         if not self.idle:
             threshold = self._baseline.threshold(cls)
             if threshold is not None:
-                self._judged.append(now)
-                if size > threshold:
-                    self._over.append(now)
+                self._sized.append((now, size > threshold))
             self._judge_onset(now)
             if now - self._last_motion >= QUIET_LEARN_S:
                 self._baseline.learn(cls, size)
@@ -316,7 +315,7 @@ class IdleController:
             return Action.HOLD  # nothing decodable before the first keyframe anyway
         threshold = self._baseline.threshold(cls)
         if threshold is None or size > threshold:
-            self._over.append(now)
+            self._sized.append((now, True))
             self._wake(Wake("size", size, threshold or 0.0))
             self._last_motion = now  # stay awake at least idle_after: it may be the start of something
             return Action.WAKE

@@ -227,8 +227,7 @@ class IdleDecoder:
     def __init__(self, video: av.VideoStream, idle: IdleController, copy_held: bool = False) -> None:
         self.idle = idle
         self.action = Action.DECODE  # what was done with the last packet
-        self.held: list[av.Packet] = []
-        self._held_at: list[float] = []  # when each held packet arrived
+        self.held: list[tuple[av.Packet, float]] = []  # held packets and when each arrived
         # On waking, the frames of held packets that arrived in the last CATCH_UP_S, with
         # their arrival times: analysed before this packet's, so an event starts from the
         # frame where the change began, not from the packet that tipped the sizes (at a
@@ -251,21 +250,18 @@ class IdleDecoder:
         if action is Action.HOLD:
             if key:  # a skipped keyframe: decoding can restart from it on waking
                 self.held.clear()
-                self._held_at.clear()
             if len(self.held) >= MAX_HELD:
-                del self.held[0], self._held_at[0]
-            self.held.append(copy_packet(packet) if self._copy else packet)
-            self._held_at.append(now)
+                del self.held[0]
+            self.held.append((copy_packet(packet) if self._copy else packet, now))
             return []
         if action is Action.WAKE:
-            for held, at in zip(self.held, self._held_at, strict=True):  # the decoder needs them as references
+            for held, at in self.held:  # the decoder needs them as references
                 frames = _decode_with(self._codec, held)
                 if now - at <= CATCH_UP_S:
                     self.recent += [(frame, at) for frame in frames]
             self.decoded += len(self.held)
         if action is not Action.DECODE:
             self.held.clear()
-            self._held_at.clear()
         self.decoded += 1
         return _decode_with(self._codec, packet)
 

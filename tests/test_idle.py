@@ -213,13 +213,13 @@ def test_a_held_keyframe_restarts_what_is_held() -> None:
     ctl.packet(t + 0.2, 20000, True)
     decoder = IdleDecoder.__new__(IdleDecoder)  # the holding logic only: no codec involved
     decoder.idle, decoder.held, decoder.decoded, decoder._copy, decoder._h264 = ctl, [], 0, False, False
-    decoder._held_at, decoder.recent = [], []
+    decoder.recent = []
     held = [Packet(300, False)] + [Packet(100, False) for _ in range(2)]
     for n, packet in enumerate(held):
         assert decoder.feed(packet, t + 0.4 + 0.2 * n) == [] and decoder.action is Action.HOLD  # type: ignore[arg-type]
     key = Packet(20000, True)
     assert decoder.feed(key, t + 2.2) == [] and decoder.action is Action.HOLD  # type: ignore[arg-type]
-    assert decoder.held == [key]
+    assert [packet for packet, _ in decoder.held] == [key]
 
 
 def test_motion_seen_on_a_keyframe_wakes_it() -> None:
