@@ -588,6 +588,8 @@ def main() -> int:
     parser.add_argument("--quiet-wait", type=float, default=300, help="...for at most this many seconds")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, recordings)")
     args = parser.parse_args()
+    if args.grain < 0:
+        parser.error("--grain must be 0 or more")
     if args.grain and not args.bitrate:
         parser.error("--grain needs --bitrate (the noise is added when the clips are re-encoded)")
     counts = [int(x) for x in args.scaling.split(",")] if args.scaling else [args.cameras]

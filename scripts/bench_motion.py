@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=0.0, help="ms to sleep before each frame (a worker's pace)")
     parser.add_argument("--stack", type=int, default=1, help="analyse N cameras' frames stacked as one image")
     args = parser.parse_args()
+    if args.stack < 1:
+        parser.error("--stack must be at least 1")
     width, height = (int(v) for v in args.size.lower().split("x"))
     cv2.setNumThreads(args.threads)
     data = frames(width, height, args.frames)
