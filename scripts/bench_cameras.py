@@ -64,11 +64,12 @@ WINDOW_MARGIN_S = 0.5
 MAX_LATENCY_S = 10.0  # a start later than this after an onset is counted as missed
 DETECT = (640, 360, 5)
 MAIN = (1920, 1080, 15)
-# Thread names the daemon's workers carry (edge.camera): CPU per role. The mosaic has no
+# Thread names the daemon's workers carry (edge.camera, edge.analysis): CPU per role;
+# detect is the camera workers (decoding) and the analysis thread. The mosaic has no
 # thread of its own (tiles are grabbed by the camera workers, the grid is composed in a
 # pool thread): its CPU comes from the daemon's own count in stats.mosaic (see `shares`).
 THREAD_GROUPS = {
-    "daemon:detect": lambda name: name.startswith("camera-"),
+    "daemon:detect": lambda name: name.startswith(("camera-", "analysis")),
     "daemon:record": lambda name: name.startswith("record-"),
 }
 
