@@ -3,7 +3,7 @@
 Why: a camera hands over one frame every 200 ms. Analysed on its own, right after the
 camera's worker slept and decoded, a frame costs about three times the CPU it costs in
 a run of other cameras' frames (caches, branch predictors and OpenCV's call paths have
-gone cold in between: `scripts/bench_motion.py --gap 200` against `--batch 24`). So
+gone cold in between: `scripts/bench_motion.py --gap 200` against `--gap 200 --batch 12`). So
 the camera workers decode (in parallel: decoding releases the GIL) and hand each frame
 that is due for analysis to this thread, which waits `window` after the first one
 arrives and then analyses everything queued, back to back, oldest first.

@@ -70,6 +70,7 @@ MAIN = (1920, 1080, 15)
 # pool thread): its CPU comes from the daemon's own count in stats.mosaic (see `shares`).
 THREAD_GROUPS = {
     "daemon:detect": lambda name: name.startswith(("camera-", "analysis")),
+    "daemon:analysis": lambda name: name.startswith("analysis"),  # part of detect: the analysis thread alone
     "daemon:record": lambda name: name.startswith("record-"),
 }
 
@@ -451,7 +452,7 @@ def report(res: Result) -> str:
         f"load average before {res.load_before:.2f}",
         "CPU, % of one core         busy      idle   per camera (busy / idle)",
     ]
-    for group in ("daemon", "daemon:detect", "daemon:record", "floor", "motion", "camsim", "other"):
+    for group in ("daemon", "daemon:detect", "daemon:analysis", "daemon:record", "floor", "motion", "camsim", "other"):
         if group not in res.cpu_busy:
             continue
         b, i = res.cpu_busy[group], res.cpu_idle.get(group, float("nan"))
