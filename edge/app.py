@@ -14,7 +14,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from edge.analysis import AnalysisThread
 from edge.camera import (
     CameraOutput,
     CameraState,
@@ -96,8 +95,6 @@ class Daemon:
         self.mosaic_cost = MosaicCost()
         self.recordings = Recordings(config)
         self.workers: dict[str, CameraWorker] = {}
-        # Every camera's frames are analysed on one thread, in batches (edge/analysis.py: why).
-        self.analysis = AnalysisThread()
         self.record_workers: dict[str, RecordWorker] = {}
         self.statuses: dict[str, CameraStatus] = {}
         self._last_events: dict[str, dict[str, Any]] = {}  # per camera, the last event that left the box
@@ -125,9 +122,7 @@ class Daemon:
         self.notifier = Notifier.from_env()
         self.loop_monitor = LoopMonitor(LOOP_MAX_LAG_S)
         # Worker name -> its last sign of life; kept in step with the workers (reloads too).
-        self._heartbeats: dict[str, Callable[[], float | None]] = {
-            self.analysis.name: lambda: self.analysis.heartbeat_monotonic
-        }
+        self._heartbeats: dict[str, Callable[[], float | None]] = {}
         self.watchdog = Watchdog.from_env(
             self.notifier,
             {
@@ -158,7 +153,6 @@ class Daemon:
 
         self._sink = sink
         swept = await asyncio.to_thread(self.recordings.start)
-        self.analysis.start()
         self._close_interrupted_events()
         self.egress.purge()
         for cam_id in self.config.cameras:
@@ -192,8 +186,6 @@ class Daemon:
             await asyncio.to_thread(stream_worker.join, max(0.1, min(3.0, deadline - time.monotonic() - 4)))
         for worker in self.workers.values():
             worker.close_events("shutdown")
-        self.analysis.stop()
-        await asyncio.to_thread(self.analysis.join, 2.0)
         await asyncio.to_thread(self.recordings.finish_segments)
         await asyncio.sleep(0)  # let call_soon_threadsafe deliveries land
         self._drain_outputs()
@@ -222,13 +214,7 @@ class Daemon:
             self.record_workers[cam_id] = RecordWorker(cam_id, cam.url, recorder)
             started.append(self.record_workers[cam_id])
         worker = CameraWorker(
-            cam_id,
-            cam,
-            self.config.box.id,
-            self.config.events,
-            self._sink,
-            recorder=None if separate else recorder,
-            analysis=self.analysis,
+            cam_id, cam, self.config.box.id, self.config.events, self._sink, recorder=None if separate else recorder
         )
         self.workers[cam_id] = worker
         self.statuses[cam_id] = worker.status

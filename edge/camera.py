@@ -1,18 +1,16 @@
-"""One worker thread per camera: stream -> frames -> motion detector -> event tracker.
+"""One worker thread per camera: stream -> luma -> motion detector -> event tracker.
 
 A camera's trouble stays inside its own thread: it reconnects with backoff and
 jitter, reports `state` and `error` for stats, and never blocks another camera or
-the event loop. The worker decodes; the analysis of a frame (detector, tracker,
-thumbnail) runs on the shared analysis thread (edge.analysis) when one is given, or
-inline. Outputs (events with their thumbnail, motion ON/OFF) are handed to a sink
-that must not block (the app posts them onto the asyncio loop).
+the event loop. Outputs (events with their thumbnail, motion ON/OFF) are handed to a
+sink that must not block (the app posts them onto the asyncio loop).
 """
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,7 +18,6 @@ from enum import StrEnum
 import av
 import numpy as np
 
-from edge.analysis import AnalysisThread
 from edge.backlog import Backlog
 from edge.backoff import Backoff
 from edge.config import CameraConfig, EventConfig
@@ -40,7 +37,6 @@ from edge.source import (
     open_stream,
     select_streams,
 )
-from edge.threads import name_os_thread
 from edge.thumbnail import ThumbnailMaker
 
 
@@ -96,6 +92,19 @@ Sink = Callable[[CameraOutput], None]
 # slowly; a dropped connection quickly at first.
 _FAST_BACKOFF = (1.0, 30.0)
 _SLOW_BACKOFF = (30.0, 300.0)
+
+
+_PR_SET_NAME = 15
+_LIBC = ctypes.CDLL(None, use_errno=True)  # the process's own symbols: libc's prctl
+
+
+def name_os_thread(name: str) -> None:
+    """Give the calling thread its name in /proc/<pid>/task/<tid>/comm (15 bytes at
+    most), so top -H and the benchmarks can tell camera and record workers apart."""
+    try:
+        _LIBC.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    except (AttributeError, OSError):
+        pass
 
 
 def luma_view(frame: av.VideoFrame) -> np.ndarray:
@@ -237,22 +246,12 @@ class CameraWorker(StreamWorker):
         sink: Sink,
         source_options: SourceOptions | None = None,
         recorder: SegmentRecorder | None = None,
-        analysis: AnalysisThread | None = None,
     ) -> None:
         super().__init__(camera_id, camera.effective_detect_url, source_options, role="camera")
         self.camera = camera
         self.recorder = recorder
         self._sink = sink
-        self._analysis = analysis  # None: frames are analysed inline, on this worker's thread
-        # Guards detector, tracker and thumbnails: frames are analysed on the analysis
-        # thread, events closed from this worker or from the app.
-        self._lock = threading.Lock()
-        # Bumped (under the lock) whenever detection restarts (events closed, detect off):
-        # frames queued for analysis before that are dropped, not analysed into a new event.
-        self._generation = 0
-        # Motion verdicts (monotonic time, motion) for the idle controller, which lives on
-        # this worker's thread: applied before the next packet is fed to the decoder.
-        self._verdicts: deque[tuple[float, bool]] = deque()
+        self._lock = threading.Lock()  # guards the tracker: shutdown may close it from outside
         self._tracker = EventTracker(box_id, camera_id, events)
         self._detector = MotionDetector(camera.motion, camera.privacy_masks, camera.zones)
         self._thumbs = ThumbnailMaker(events.thumbnail_width, events.jpeg_quality, camera.privacy_masks)
@@ -281,16 +280,11 @@ class CameraWorker(StreamWorker):
         """detect/set ON|OFF: applied by the worker on its next frame."""
         self._detect_requested = enabled
 
-    def close_events(self, reason: str, reset: bool = False) -> None:
-        """End an open event now (shutdown, camera lost); idempotent. Frames still waiting
-        for analysis are dropped; `reset`: the detector starts learning afresh too."""
-        if self._analysis is not None:
-            self._analysis.discard(self)
+    def close_events(self, reason: str) -> None:
+        """End an open event now (shutdown, camera lost); idempotent."""
         with self._lock:
-            self._generation += 1
-            if reset:
-                self._detector.reset()
-            self._emit(self._tracker.close(time.time(), reason))
+            step = self._tracker.close(time.time(), reason)
+        self._emit(step)
 
     def _serve(self, container: av.container.InputContainer, backoff: Backoff, clock: FrameClock) -> None:
         video, audio = select_streams(container)
@@ -314,8 +308,6 @@ class CameraWorker(StreamWorker):
     def _video_packet(self, packet: av.Packet, decoder: IdleDecoder, backoff: Backoff) -> None:
         """Decode and analyse, or (idle mode, edge.idle) hold the packet back undecoded."""
         arrival = time.monotonic()
-        while self._verdicts:
-            decoder.analysed(*self._verdicts.popleft())
         frames = decoder.feed(packet, arrival)
         self._note_idle(decoder)
         if decoder.action is Action.HOLD:
@@ -370,42 +362,26 @@ class CameraWorker(StreamWorker):
             return
         self._last_detect = now_mono
         t = time.time() - late
-        generation = self._generation
-
-        def analyse() -> None:
-            self._analyse(frame, t, now_mono, generation)
-
-        if self._analysis is None:
-            analyse()
-        else:
-            self._analysis.submit(self, analyse, self._skipped)
-
-    def _skipped(self) -> None:
-        """The analysis thread fell behind and this camera's oldest waiting frame gave way."""
-        self.status.frames_skipped += 1
-
-    def _analyse(self, frame: av.VideoFrame, t: float, now_mono: float, generation: int) -> None:
-        """Detector -> tracker -> thumbnail -> outputs, for one frame (the analysis thread)."""
+        result = self._detector.process(luma_view(frame), t)
+        status.frames_detect += 1
+        if self._decoder is not None:
+            self._decoder.analysed(now_mono, result.motion)
+            self._note_idle(self._decoder)
         with self._lock:
-            if generation != self._generation:
-                return  # queued before its events were closed: the camera moved on
-            result = self._detector.process(luma_view(frame), t)
-            self.status.frames_detect += 1
-            self._verdicts.append((now_mono, result.motion))
             step = self._tracker.update(t, result)
-            if step.new_peak and self._want_images:
-                self._best_image = self._thumbs.capture(frame)
-                self._best_unpublished = True
-            self._emit(step)
+        if step.new_peak and self._want_images:
+            self._best_image = self._thumbs.capture(frame)
+            self._best_unpublished = True
+        self._emit(step)
 
     def _apply_detect(self, enabled: bool) -> None:
         self.status.detect_enabled = enabled
         self._log.info("detect_set", enabled=enabled)
         if not enabled:
-            self.close_events("detect_off", reset=True)
+            self.close_events("detect_off")
+            self._detector.reset()
 
     def _emit(self, step: TrackerStep) -> None:
-        """Hand a tracker step's outputs to the sink (called with the lock held)."""
         # A max_duration split ends one event and starts the next in one step: the
         # waiting picture belongs to the new start, not to the end.
         picture_for = "start" if any(e.type == "start" for e in step.events) else None

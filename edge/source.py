@@ -254,15 +254,14 @@ class IdleDecoder:
                 del self.held[0]
             self.held.append((copy_packet(packet) if self._copy else packet, now))
             return []
-        if action is not Action.KEYFRAME:
-            # Waking (by size, or a keyframe's motion verdict that came after packets
-            # were held: edge.analysis analyses in batches): the decoder needs them as references.
-            for held, at in self.held:
+        if action is Action.WAKE:
+            for held, at in self.held:  # the decoder needs them as references
                 frames = _decode_with(self._codec, held)
                 if now - at <= CATCH_UP_S:
                     self.recent += [(frame, at) for frame in frames]
             self.decoded += len(self.held)
-        self.held.clear()
+        if action is not Action.DECODE:
+            self.held.clear()
         self.decoded += 1
         return _decode_with(self._codec, packet)
 

@@ -64,13 +64,11 @@ WINDOW_MARGIN_S = 0.5
 MAX_LATENCY_S = 10.0  # a start later than this after an onset is counted as missed
 DETECT = (640, 360, 5)
 MAIN = (1920, 1080, 15)
-# Thread names the daemon's workers carry (edge.camera, edge.analysis): CPU per role;
-# detect is the camera workers (decoding) and the analysis thread. The mosaic has no
+# Thread names the daemon's workers carry (edge.camera): CPU per role. The mosaic has no
 # thread of its own (tiles are grabbed by the camera workers, the grid is composed in a
 # pool thread): its CPU comes from the daemon's own count in stats.mosaic (see `shares`).
 THREAD_GROUPS = {
-    "daemon:detect": lambda name: name.startswith(("camera-", "analysis")),
-    "daemon:analysis": lambda name: name.startswith("analysis"),  # part of detect: the analysis thread alone
+    "daemon:detect": lambda name: name.startswith("camera-"),
     "daemon:record": lambda name: name.startswith("record-"),
 }
 
@@ -452,7 +450,7 @@ def report(res: Result) -> str:
         f"load average before {res.load_before:.2f}",
         "CPU, % of one core         busy      idle   per camera (busy / idle)",
     ]
-    for group in ("daemon", "daemon:detect", "daemon:analysis", "daemon:record", "floor", "motion", "camsim", "other"):
+    for group in ("daemon", "daemon:detect", "daemon:record", "floor", "motion", "camsim", "other"):
         if group not in res.cpu_busy:
             continue
         b, i = res.cpu_busy[group], res.cpu_idle.get(group, float("nan"))

@@ -16,14 +16,16 @@ gone cold while the thread slept), which is what the daemon pays in bench_camera
   .venv/bin/python scripts/bench_motion.py --frames 150 --gap 200 --batch 12
   .venv/bin/python scripts/bench_motion.py --frames 200 --gap 200 --stack 24
 
-`--batch N` is what the daemon does (edge/analysis.py): N cameras' detectors, each with
-its own state, analyse their frames back to back after each gap (one analysis thread
-for every camera, a batch every 0.1 s: about 12 cameras at 5 fps); figures per
-camera-frame. `--stack N` measures what analysing N cameras as one image would cost: N copies of the
+`--batch N`: N cameras' detectors, each with its own state, analyse their frames back
+to back after each gap, as one analysis thread shared by all cameras would (a batch
+every 0.1 s: about 12 cameras at 5 fps); figures per camera-frame. Tried in the daemon
+(docs/PERFORMANCE.md): the gain measured here did not show in the 24-camera run.
+
+`--stack N` measures what analysing N cameras as one image would cost: N copies of the
 frame stacked vertically, analysed at N times the detection height, so every OpenCV
 pass covers all N at once (its call overhead and cold start paid once, not N times);
-the figures are then per camera-frame. A measurement for a batched design, not what the
-daemon does today (each camera's worker analyses its own frames).
+the figures are then per camera-frame. Measurements for batched designs, not what the
+daemon does (each camera's worker analyses its own frames).
 """
 
 from __future__ import annotations

@@ -357,33 +357,6 @@ def test_real_packets_idle_while_still_and_awake_at_the_first_moving_frame(clip:
     assert decoder.decoded < 0.8 * len(reference)
 
 
-def test_a_late_motion_verdict_decodes_what_was_held_meanwhile(clip: Path) -> None:
-    """Frames are analysed in batches (edge.analysis), so a keyframe's motion verdict may
-    come after the next packets were held. Waking then, the decoder must be given the held
-    packets first (they are its references), and their frames are analysed too."""
-    reference = full_decode(clip)
-    ctl = IdleController(idle_after=5, now=0.0, trust=earned())
-    checked = False
-    with av.open(str(clip)) as container:
-        video, _ = select_streams(container)
-        decoder = IdleDecoder(video, ctl)
-        packets = [p for p in container.demux(video) if p.size]
-        for i, packet in enumerate(packets[:-2]):
-            decoder.feed(packet, i / FPS)
-            if decoder.action is Action.KEYFRAME and ctl.idle:
-                assert decoder.feed(packets[i + 1], (i + 1) / FPS) == [] and decoder.action is Action.HOLD
-                decoder.analysed(i / FPS, True)  # the keyframe's verdict, late: motion
-                frames = decoder.feed(packets[i + 2], (i + 2) / FPS)
-                assert decoder.action is Action.DECODE and not ctl.idle
-                timed = decoder.timed(frames, (i + 2) / FPS)
-                assert [at for _, at in timed] == [(i + 1) / FPS, (i + 2) / FPS]  # the held one first
-                for frame, _ in timed:
-                    assert np.array_equal(luma_view(frame), reference[frame.pts]), f"frame {frame.pts} differs"
-                checked = True
-                break
-    assert checked, "idle mode never analysed a keyframe"
-
-
 def clip_frames(clip: Path) -> tuple[list[np.ndarray], np.ndarray]:
     with clip.with_suffix(".labels.csv").open() as handle:
         labels = np.array([int(row["label"]) for row in csv.DictReader(handle)], np.int8)
