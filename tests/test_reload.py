@@ -97,7 +97,11 @@ def test_sighup_adds_and_removes_cameras_while_another_keeps_its_rate(
         assert after["cameras"]["keep"]["reconnects"] == first["cameras"]["keep"]["reconnects"]
         time.sleep(4)
         during = _fps(capture, hup, "keep")
-        assert min(during) >= 0.9 * (sum(before) / len(before)), (before, during)
+        # fps_in is counted per 1 s stats interval: at 5 fps one frame's arrival jitter moves
+        # a frame between intervals (4 then 6). Over the window the rate holds; no second
+        # loses more than that one frame (a reconnect or a 0.4 s hiccup would).
+        rate = sum(before) / len(before)
+        assert sum(during) / len(during) >= 0.9 * rate and min(during) >= 0.7 * rate, (before, during)
         reloaded = daemon.wait_log("reloaded", timeout=5)
         assert reloaded["stopped"] == ["old"] and reloaded["started"] == ["new"]
         streaming = [line["camera"] for line in daemon.logs() if line.get("event") == "camera_streaming"]
