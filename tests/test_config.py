@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -240,12 +244,42 @@ def test_all_problems_are_collected_and_sorted_by_line() -> None:
     ]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
-def test_unreadable_password_file_is_a_problem(tmp_path: Path) -> None:
-    secret = tmp_path / "pw"
-    secret.write_text("pw\n")
-    secret.chmod(0)
-    found = problems(minimal(f"mqtt:\n  username: u\n  password_file: {secret}\n"))
+def as_unprivileged(check: Callable[[], list[str]]) -> list[str]:
+    """`check()` as this user, or, under root (CI), in a forked child that became `nobody`
+    first: root reads every file, so an unreadable one can only be shown to someone else."""
+    if os.geteuid() != 0:
+        return check()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to nobody, run the check, report, exit without cleanup
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            result = check()
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, whose assertion shows it
+            result = [f"the check failed as nobody: {type(exc).__name__}: {exc}"]
+        os.write(write, json.dumps(result).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        out = pipe.read()
+    os.waitpid(pid, 0)
+    return json.loads(out)
+
+
+def test_unreadable_password_file_is_a_problem() -> None:
+    folder = Path(tempfile.mkdtemp())  # not under pytest's tmp_path: nobody must reach the file to judge it
+    try:
+        folder.chmod(0o755)
+        secret = folder / "pw"
+        secret.write_text("pw\n")
+        secret.chmod(0)
+        text = minimal(f"mqtt:\n  username: u\n  password_file: {secret}\n")
+        found = as_unprivileged(lambda: problems(text))
+    finally:
+        shutil.rmtree(folder)
     assert found == ["mqtt.password_file: cannot be read by this user (line 5)"]
 
 
