@@ -91,7 +91,6 @@ def main() -> None:
         update = {"frame_height": config.frame_height * args.stack, "min_area": config.min_area / args.stack}
         config = config.model_copy(update=update)
     detectors = [MotionDetector(config) for _ in range(args.batch)]
-    det = detectors[0]
     for det in detectors:
         for i, f in enumerate(data[:20]):  # first-call allocations out of the figures
             det.process(f, i / 5)
@@ -110,8 +109,9 @@ def main() -> None:
     def ms(values: list[float], q: float) -> float:
         return 1000 * sorted(values)[min(len(values) - 1, int(q * len(values)))] / per
 
+    analysed_w, analysed_h = detectors[0]._size
     print(
-        f"{width}x{height} -> {det._size[0]}x{det._size[1]}, {len(data)} frames, cv2 threads {args.threads}, "
+        f"{width}x{height} -> {analysed_w}x{analysed_h}, {len(data)} frames, cv2 threads {args.threads}, "
         f"gap {args.gap:g} ms"
         + (f", {args.stack} cameras stacked, per camera-frame" if args.stack > 1 else "")
         + (f", {args.batch} cameras back to back, per camera-frame" if args.batch > 1 else "")
