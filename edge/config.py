@@ -35,7 +35,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from edge.redact import redact_url, redact_urls
+from edge.redact import redact_url, redact_urls, url_problem
 
 
 class _Strict(BaseModel):
@@ -156,9 +156,9 @@ def _check_rtsp(value: object) -> str:
         raise ValueError(RTSP_MESSAGE)
     if any(c.isspace() or not c.isprintable() for c in value):
         raise ValueError("must not contain spaces or control characters (write a space as %20)")
-    host = redact_url(value).split("://", 1)[1].removeprefix("***@")
-    if not re.split(r"[/?#]", host, maxsplit=1)[0]:
-        raise ValueError("has no host")
+    problem = url_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 

@@ -598,7 +598,12 @@ def test_example_with_auth_and_tls_uncommented_loads(tmp_path: Path) -> None:
         ("rtsp://admin:p@ss@[fe80::1]:554/s", "rtsp://***@[fe80::1]:554/s"),
         ("rtsps://u:p%40x@h", "rtsps://***@h"),
         ("RTSP://u:p@h/x", "RTSP://***@h/x"),
-        ("rtsp://u:p@", "rtsp://***@"),
+        ("rtsp://u:p@", "rtsp://***"),  # no host: the URL does not parse, nothing of it is shown
+        ("rtsp://admin:Zq@7:xSECRETx", "rtsp://***"),  # issue 15: the host forgotten
+        ("rtsp://admin:Zq@cam:0/x", "rtsp://***"),  # port out of range
+        ("rtsp://admin:Zq@[fe80::1/x", "rtsp://***"),  # unbalanced brackets
+        ("rtsp://admin:Zq@999.1.1.1/x", "rtsp://***"),  # digits and dots that are no IPv4 address
+        ("rtsp://u:p@[fe80::1%25eth0]:554/x", "rtsp://***@[fe80::1%25eth0]:554/x"),
         ("rtsp://10.0.0.64/user=admin&password=s3cret&channel=1", "rtsp://10.0.0.64/user=***&password=***&channel=1"),
         ("rtsp://h/path@thing", "rtsp://h/path@thing"),  # an @ in the path is no credential
         ("not a url", "not a url"),

@@ -8,6 +8,10 @@ an RTSP client sends. One camera has the right password (events and thumbnails f
 one a wrong password (401 error path), one points at a dead port (connection error
 path); `nvr-edge health` also runs with a wrong broker password, and a reload is sent
 a file whose broken camera URL holds the password.
+
+Below that, property tests of the redaction itself (issue 15): a URL that does not parse
+as a whole (the host forgotten, a port that is no port, unbalanced brackets) keeps
+nothing but its scheme, whatever the password holds.
 """
 
 from __future__ import annotations
@@ -22,7 +26,11 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from edge.config import ConfigError, parse_config
+from edge.redact import redact_text, redact_url, redact_urls, url_problem
 from harness.broker import Mosquitto, free_port
 from harness.camsim import CameraSimulator
 from harness.daemon import DaemonProcess, run_cli, write_config
@@ -156,3 +164,101 @@ def test_no_credential_leaves_the_daemon(
     assert b"must be an rtsp:// or rtsps:// URL" in outputs["nvr-edge check-config, broken"]
     kept = _data_files(tmp_path / "data")
     assert any(name.startswith("outbox.sqlite") for name in kept) and any(name.startswith("index") for name in kept)
+
+
+# ----------------------------------------------------------------------------------
+# Malformed URLs: nothing after the scheme survives (issue 15, item 8)
+# ----------------------------------------------------------------------------------
+
+MARK = "xSECRETx"
+LEAKED = "rtsp://admin:Zq@7:xSECRETx"  # issue 15: the host forgotten; `7` read as the host
+_text = st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc"))
+_user = st.text(st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc"), blacklist_characters=":/?#@"),
+                min_size=1, max_size=10)  # fmt: skip
+# Any password without / ? # (with those, "user:pa@h/ss@" is a valid URL with an @ in its path).
+_password = st.builds(
+    lambda a, b: a + MARK + b,
+    st.text(st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc"), blacklist_characters="/?#"), max_size=8),
+    st.text(st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc"), blacklist_characters="/?#"), max_size=8),
+)
+_host = st.sampled_from(["10.0.0.64", "cam.local", "h", "gate-1"])
+_bad_port = st.one_of(
+    st.sampled_from(["0", "65536", "99999", "", "-1", "+80", "554554", MARK, "5 54".replace(" ", "x")]),
+    st.text(_text, min_size=1, max_size=8).filter(lambda p: not p.isascii() or not p.isdigit()),
+)
+_bad_hostport = st.one_of(
+    st.just(""),  # the host forgotten
+    st.builds(lambda port: f":{port}", st.sampled_from(["554", MARK])),  # a port, no host
+    st.builds(lambda host, port: f"{host}:{port}", _host, _bad_port),
+    st.builds(lambda tail: f"[fe80::1{tail}", st.sampled_from(["", ":554", "%25eth0", MARK])),  # [ never closed
+    st.builds(lambda inner: f"[{inner}]", st.sampled_from([MARK, "10.0.0.1", "fe80::1::2", "fe80::1%eth0"])),
+    st.builds(lambda host, junk: f"{host}{junk}", _host, st.sampled_from(["]", "[", "]:554", f"[{MARK}"])),
+    st.sampled_from(["7", "999.0.0.1", "10.0.0.256", "ca$m", "cam!x", "a..b", "h:554:1", f"{MARK}!"]),
+)
+_path = st.sampled_from(["", "/", "/stream1", "/Streaming/Channels/101", "?channel=1", "#x"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(scheme=st.sampled_from(["rtsp", "rtsps", "RTSP"]), user=_user, password=_password, hostport=_bad_hostport,
+       path=_path)  # fmt: skip
+def test_a_url_that_does_not_parse_keeps_only_its_scheme(
+    scheme: str, user: str, password: str, hostport: str, path: str
+) -> None:
+    url = f"{scheme}://{user}:{password}@{hostport}{path}"
+    assert redact_url(url) == f"{scheme}://***"
+    assert url_problem(url) is not None  # check-config refuses it
+    for out in (
+        redact_urls(f"error opening {url}, retrying"),
+        redact_urls(f"error opening '{url}': 401"),
+        redact_text(f"error opening '{url}': 401 ({hostport}{path})", [url]),
+    ):
+        assert MARK not in out and password not in out, out
+
+
+def test_the_leaked_url_of_issue_15() -> None:
+    """It passed check-config; the log and P/stats showed `rtsp://***@7:xSECRETx`."""
+    assert redact_url(LEAKED) == "rtsp://***"
+    assert MARK not in redact_text(f"[tcp @ 0x5] Failed to resolve hostname 7: {LEAKED} 7:xSECRETx", [LEAKED])
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"box:\n  id: a\ncameras:\n  gate:\n    url: {LEAKED}\n")
+    assert info.value.problems == ["cameras.gate.url: has no valid host name or address (line 5)"]
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("rtsp://u:p@", "has no host"),
+        ("rtsp://u:p@:554/x", "has no host"),
+        ("rtsp://u:p@cam:0/x", "has a port that is not a number from 1 to 65535"),
+        ("rtsp://u:p@cam:65536/x", "has a port that is not a number from 1 to 65535"),
+        ("rtsp://u:p@cam:x55/x", "has a port that is not a number from 1 to 65535"),
+        ("rtsp://u:p@[fe80::1/x", "has unbalanced [ ] (an IPv6 address is written [fe80::1])"),
+        ("rtsp://u:p@fe80::1]/x", "has unbalanced [ ] (an IPv6 address is written [fe80::1])"),
+        ("rtsp://u:p@[cam]/x", "has no valid IPv6 address between [ and ]"),
+        ("rtsp://u:p@10.0.0.256/x", "has no valid host name or address"),
+        ("rtsp://u:p@cam:554:1/x", "has a port that is not a number from 1 to 65535"),
+    ],
+)
+def test_check_config_names_what_is_wrong_without_quoting(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"box:\n  id: a\ncameras:\n  gate:\n    url: '{url}'\n")
+    assert info.value.problems == [f"cameras.gate.url: {problem} (line 5)"]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("rtsp://u:p@cam:1/x", "rtsp://***@cam:1/x"),
+        ("rtsp://u:p@cam:65535", "rtsp://***@cam:65535"),
+        ("rtsp://u:p@[::1]:554/x", "rtsp://***@[::1]:554/x"),
+        ("rtsp://u:p@[fe80::1%25eth0]/x", "rtsp://***@[fe80::1%25eth0]/x"),
+        ("rtsp://10.0.0.1", "rtsp://10.0.0.1"),
+        ("rtsp://cam.local./x", "rtsp://cam.local./x"),
+        ("rtsp://a:p@ss@h/x", "rtsp://***@h/x"),
+        ("rtsps://u:pa/ss@h:322/x?y=1", "rtsps://***@h:322/x?y=1"),
+    ],
+)
+def test_valid_urls_still_pass(url: str, shown: str) -> None:
+    config = parse_config(f"box:\n  id: a\ncameras:\n  gate:\n    url: '{url}'\n")
+    assert config.cameras["gate"].url == url
+    assert redact_url(url) == shown
