@@ -124,12 +124,15 @@ class EventTracker:
         new_peak = result.score > self._run_best
         if new_peak:
             self._run_best = result.score
-        if len(self._run) < self._cfg.min_frames:
+        # The detector may have followed the object for frames before it reported motion
+        # (until it had travelled): those frames count towards the run and its start.
+        if max(len(self._run), result.seen) < self._cfg.min_frames:
             return TrackerStep(new_peak=new_peak)
         return self._start(new_peak)
 
     def _start(self, new_peak: bool) -> TrackerStep:
-        start_t = self._run[0][0]
+        first_t, first = self._run[0]
+        start_t = first_t if first.since is None else min(first_t, max(first.since, first_t - self._cfg.end_after))
         peak_t, peak = max(self._run, key=lambda item: item[1].score)
         last_t, last = self._run[-1]
         # Ids are unique per camera even when a clock stepping back (held at its

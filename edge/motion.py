@@ -23,6 +23,7 @@ Per analysed frame, on a `frame_height` (100) px high copy:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,15 +32,20 @@ import numpy as np
 
 from edge.config import MotionConfig
 from edge.masks import polygon_mask
+from edge.tracks import Blob, Tracker
 
-WARMUP_FRAMES = 1
-FAST_FRAMES = 10  # frames of fast background learning after start or a lighting change
-BG_RATE, BG_RATE_FAST, BG_RATE_STILL = 0.05, 0.35, 0.15
-NOISE_RATE = 0.05
+# Time constants are in seconds (exponential averages: tau), so behaviour does not
+# change with motion.detect_fps or the camera's frame rate; the per-frame weight is
+# 1 - exp(-dt / tau) for the time dt since the previous analysed frame.
+WARMUP_FRAMES = 1  # the first frame only seeds the background
+FAST_S = 2.0  # fast background learning after start or a lighting change
+BG_TAU_S, BG_FAST_TAU_S, BG_STILL_TAU_S = 3.9, 0.46, 1.2
+NOISE_TAU_S = 3.9
+NOMINAL_DT_S, MAX_DT_S = 0.2, 2.0  # dt assumed for the first frame; longer gaps count as this
 NOISE_INITIAL = 2.0
-RECENT_DECAY = 0.5  # "changing" remembers a change for about three analysed frames
-FRESH_CHANGE = 0.2  # ... and "fresh" for two
-BUSY_RATE, BUSY_LIMIT = 0.03, 0.35  # ~7 s to learn a busy pixel, longer to forget it
+RECENT_TAU_S = 0.29  # "changing" remembers a change for about 0.6 s
+FRESH_CHANGE = 0.2  # ... and "fresh" for about 0.4 s
+BUSY_TAU_S, BUSY_LIMIT = 6.6, 0.35  # ~7 s to learn a busy pixel, longer to forget it
 MIN_SHAKE_RESPONSE, MAX_SHAKE_PX = 0.1, 10.0
 STEP_MIN_CHANGING = 0.02  # an object changed in this share of its pixels in the last two frames
 # Moving light: a changed region over textured background (RMS LoG at least 2 grey
@@ -48,8 +54,9 @@ STEP_MIN_CHANGING = 0.02  # an object changed in this share of its pixels in the
 RELIT_SMOOTHNESS, RELIT_MIN_TEXTURE = 0.6, 1.5
 # Night contrast normalisation: in a scene both dim and flat (below a typical day
 # scene's mean and standard deviation) the grey-level floor of the threshold scales down.
-BRIGHTNESS_DAY, CONTRAST_DAY, CONTRAST_MIN_SCALE, CONTRAST_EVERY = 80.0, 24.0, 0.25, 8
+BRIGHTNESS_DAY, CONTRAST_DAY, CONTRAST_MIN_SCALE, CONTRAST_EVERY_S = 80.0, 24.0, 0.25, 1.6
 _KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+_TOLERANCE = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
 _GROW = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
 
@@ -61,6 +68,8 @@ class MotionResult:
     score: float  # moving area as a fraction of the unmasked frame area, 0..1
     region: tuple[float, float, float, float] | None  # normalised x, y, w, h of the kept blobs
     suppressed: str | None = None  # "lighting" or "warmup": the detector cannot tell this frame
+    since: float | None = None  # when the moving object was first seen (before it had travelled)
+    seen: int = 1  # analysed frames the object has been seen in: the tracker counts them as a run
 
 
 _NONE = MotionResult(False, 0.0, None)
@@ -108,13 +117,17 @@ class MotionDetector:
         self._zones = [list(map(list, poly)) for poly in zones]
         self._k, self._floor = _thresholds(config.sensitivity)
         self._shape: tuple[int, int] | None = None
+        self._tracker = Tracker()
         self.reset()
 
     def reset(self) -> None:
         self._bg: np.ndarray | None = None
         self._frames = 0
-        self._fast_until = WARMUP_FRAMES + FAST_FRAMES
+        self._last_t: float | None = None
+        self._fast_until = float("-inf")  # set from the first frame's time
+        self._contrast_due = float("-inf")
         self._floor_now = self._floor
+        self._tracker.reset()
 
     def _init(self, in_h: int, in_w: int) -> None:
         self._halvings, self._final = _downscale_plan(in_h, in_w, self._cfg.frame_height)
@@ -182,8 +195,11 @@ class MotionDetector:
         # frame and the previous one (cheaper than the float background, nearly the same).
         unclipped = cv2.inRange(small, 6, 249)
         self._frames += 1
+        dt = NOMINAL_DT_S if self._last_t is None else min(MAX_DT_S, max(0.0, t - self._last_t))
+        self._last_t = t
         if self._bg is None:
             self._unclipped = unclipped
+            self._fast_until = t + FAST_S
             return self._start(frame)
         bg, prev, noise = self._bg, self._prev, self._noise
 
@@ -194,10 +210,11 @@ class MotionDetector:
         # Global gain from every other row: half the cost, the same estimate.
         gain = (cv2.mean(bg[::2], usable[::2])[0] + 1.0) / (cv2.mean(frame[::2], usable[::2])[0] + 1.0)
         adjusted = frame * gain
-        if self._frames % CONTRAST_EVERY == 0:
+        if t >= self._contrast_due:
+            self._contrast_due = t + CONTRAST_EVERY_S
             self._floor_now = self._contrast_floor()
         threshold = cv2.max(noise * self._k, self._floor_now)
-        diff_bg = cv2.absdiff(adjusted, bg)
+        diff_bg = _tolerant_diff(adjusted, bg)
         different = cv2.compare(diff_bg, threshold, cv2.CMP_GT)
         different = cv2.bitwise_and(different, usable)
         changed = cv2.countNonZero(different) / self._valid_count
@@ -212,29 +229,30 @@ class MotionDetector:
             self._bg = adjusted
             self._prev = adjusted
             self._recent[:] = 0
-            self._fast_until = self._frames + FAST_FRAMES
+            self._fast_until = t + FAST_S
             return MotionResult(False, 0.0, None, "lighting")
 
         # Scores below are kept on the 0..255 scale of the uint8 masks (no conversions).
         changing_now = cv2.compare(cv2.absdiff(adjusted, prev), threshold, cv2.CMP_GT)
-        cv2.accumulateWeighted(changing_now, self._recent, 1 - RECENT_DECAY)
+        cv2.accumulateWeighted(changing_now, self._recent, _weight(RECENT_TAU_S, dt))
         changing = cv2.dilate(cv2.compare(self._recent, 0.1 * 255, cv2.CMP_GT), _GROW)
         moving = cv2.bitwise_and(different, changing)
 
         # Learn: fast after start/lighting; still-but-different pixels (a parked car, a
         # ghost) fast enough to be absorbed within seconds; moving pixels not at all;
         # clipped pixels not at all (they say nothing about the scene behind them).
-        fast = self._frames <= self._fast_until
+        fast = t <= self._fast_until
         not_different = cv2.bitwise_not(different)
-        cv2.accumulateWeighted(
-            adjusted, bg, BG_RATE_FAST if fast else BG_RATE, mask=cv2.bitwise_and(not_different, usable)
-        )
-        cv2.accumulateWeighted(adjusted, bg, BG_RATE_STILL, mask=cv2.bitwise_and(different, cv2.bitwise_not(moving)))
+        rate = _weight(BG_FAST_TAU_S if fast else BG_TAU_S, dt)
+        cv2.accumulateWeighted(adjusted, bg, rate, mask=cv2.bitwise_and(not_different, usable))
+        still = cv2.bitwise_and(different, cv2.bitwise_not(moving))
+        cv2.accumulateWeighted(adjusted, bg, _weight(BG_STILL_TAU_S, dt), mask=still)
         if fast:
-            cv2.accumulateWeighted(adjusted, bg, BG_RATE, mask=moving)
-        cv2.accumulateWeighted(cv2.min(diff_bg, 3 * self._floor_now), noise, NOISE_RATE, mask=not_different)
+            cv2.accumulateWeighted(adjusted, bg, _weight(BG_TAU_S, dt), mask=moving)
+        limited = cv2.min(diff_bg, 3 * self._floor_now)
+        cv2.accumulateWeighted(limited, noise, _weight(NOISE_TAU_S, dt), mask=not_different)
         self._prev = adjusted
-        cv2.accumulateWeighted(moving, self._busy, BUSY_RATE)
+        cv2.accumulateWeighted(moving, self._busy, _weight(BUSY_TAU_S, dt))
 
         if self._frames <= WARMUP_FRAMES:
             return MotionResult(False, 0.0, None, "warmup")
@@ -248,18 +266,20 @@ class MotionDetector:
             return _NONE
         fresh = cv2.compare(self._recent, FRESH_CHANGE * 255, cv2.CMP_GT)
         kept, stepped = self._objects(blobs, fresh, adjusted, bg, usable)
-        if not kept:
-            return MotionResult(False, 0.0, None, "lighting") if stepped else _NONE
-        area = sum(k[4] for k in kept)
-        x0, y0 = min(k[0] for k in kept), min(k[1] for k in kept)
-        x1, y1 = max(k[0] + k[2] for k in kept), max(k[1] + k[3] for k in kept)
+        travelling = [(b, tr) for b, tr in self._tracker.update(kept, t) if tr.confirmed]
+        if not travelling:
+            return MotionResult(False, 0.0, None, "lighting") if stepped and not kept else _NONE
+        area = sum(b.pixels for b, _ in travelling)
+        x0, y0 = min(b.x for b, _ in travelling), min(b.y for b, _ in travelling)
+        x1, y1 = max(b.x + b.w for b, _ in travelling), max(b.y + b.h for b, _ in travelling)
         width, height = self._size
         region = (x0 / width, y0 / height, (x1 - x0) / width, (y1 - y0) / height)
-        return MotionResult(True, min(1.0, area / self._valid_count), region)
+        first = min(travelling, key=lambda item: item[1].first_t)[1]
+        return MotionResult(True, min(1.0, area / self._valid_count), region, since=first.first_t, seen=first.sightings)
 
     def _objects(
         self, blobs: np.ndarray, fresh: np.ndarray, frame: np.ndarray, bg: np.ndarray, usable: np.ndarray
-    ) -> tuple[list[tuple[int, int, int, int, float]], bool]:
+    ) -> tuple[list[Blob], bool]:
         """(x, y, w, h, pixels) of each moving object, and whether a blob was dropped as
         light (a lamp switched on in part of the view, headlights sweeping a wall).
 
@@ -285,7 +305,9 @@ class MotionDetector:
             if cv2.countNonZero(cv2.bitwise_and(fresh[box], blobs[box])) < STEP_MIN_CHANGING * pixels:
                 stepped = True
                 continue
-            candidates.append((x, y, w, h, pixels))
+            m = cv2.moments(contour)
+            cx, cy = (m["m10"] / m["m00"], m["m01"] / m["m00"]) if m["m00"] else (x + w / 2, y + h / 2)
+            candidates.append(Blob(x, y, w, h, pixels, cx, cy))
         if not candidates:
             return [], stepped
         relit = _relit(candidates, cv2.bitwise_and(blobs, usable), frame, bg)
@@ -293,9 +315,20 @@ class MotionDetector:
         return kept, stepped or len(kept) < len(candidates)
 
 
-def _relit(
-    boxes: list[tuple[int, int, int, int, float]], blobs: np.ndarray, frame: np.ndarray, bg: np.ndarray
-) -> list[bool]:
+def _weight(tau: float, dt: float) -> float:
+    """An exponential average's weight for a new sample `dt` seconds after the last."""
+    return 1.0 - math.exp(-dt / tau)
+
+
+def _tolerant_diff(frame: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """How far each pixel lies outside the range of `ref` in its 3x3 neighbourhood: texture
+    displaced by a pixel (foliage in the wind, a vibrating pole) stays inside; an object does not."""
+    above = cv2.subtract(frame, cv2.dilate(ref, _TOLERANCE))
+    below = cv2.subtract(cv2.erode(ref, _TOLERANCE), frame)
+    return cv2.max(cv2.max(above, below), 0.0)
+
+
+def _relit(boxes: list[Blob], blobs: np.ndarray, frame: np.ndarray, bg: np.ndarray) -> list[bool]:
     # `blobs` here leaves out clipped pixels: a blown-out patch has lost its texture.
     """Per blob: is it the background's own texture, brighter or darker (headlights
     sweeping a wall, a torch beam, a cloud's or a bus's shadow) rather than an object?
@@ -309,15 +342,16 @@ def _relit(
     cover only the blobs' union box (plus the filters' reach): usually a small part.
     """
     height, width = blobs.shape
-    x0, y0 = max(0, min(b[0] for b in boxes) - 2), max(0, min(b[1] for b in boxes) - 2)
-    x1 = min(width, max(b[0] + b[2] for b in boxes) + 2)
-    y1 = min(height, max(b[1] + b[3] for b in boxes) + 2)
+    x0, y0 = max(0, min(b.x for b in boxes) - 2), max(0, min(b.y for b in boxes) - 2)
+    x1 = min(width, max(b.x + b.w for b in boxes) + 2)
+    y1 = min(height, max(b.y + b.h for b in boxes) + 2)
     roi = (slice(y0, y1), slice(x0, x1))
     log_bg = cv2.log(bg[roi] + 1.0)
     ratio = cv2.subtract(cv2.log(frame[roi] + 1.0), log_bg)
     maps = (_edge_energy(bg[roi]), _edge_energy(log_bg), _edge_energy(ratio))
     verdicts = []
-    for x, y, w, h, _pixels in boxes:
+    for b in boxes:
+        x, y, w, h = b.x, b.y, b.w, b.h
         box = (slice(y - y0, y - y0 + h), slice(x - x0, x - x0 + w))
         mask = blobs[y : y + h, x : x + w]
         texture, log_texture, ratio_energy = (cv2.mean(m[box], mask=mask)[0] for m in maps)

@@ -1,0 +1,137 @@
+"""Blob tracks over time: motion counts only once a blob has travelled. Pure, no I/O.
+
+Swaying foliage, a flag, a curtain or a spider web move *in place*: their blobs flicker,
+split and merge around a fixed spot. People and vehicles *travel*. Each analysed
+frame's blobs are linked to the tracks of the frames before (nearest centre within a
+gate that grows with the blob and the time since it was last seen); a track is
+confirmed once its centre has moved from where it was first seen by more than its own
+jitter and by a distance that grows with its size. Only confirmed tracks are motion.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+# A track unseen this long is gone (a walker hidden behind a post for longer starts anew).
+TRACK_LOST_S = 1.0
+# Where a travelling object was last seen is remembered this long: a person who stood
+# still (and so left no blob) and walks on is the same person, not a new blob to judge.
+STOPPED_S = 10.0
+# Linking: a blob continues a track when its centre is within GATE_SIZE x the larger of
+# the two blobs' sides (plus GATE_MIN_PX) of where the track was last seen.
+GATE_MIN_PX, GATE_SIZE = 3.0, 1.0
+# Confirmation: net travel from the first centre of at least TRAVEL_MIN_PX and
+# TRAVEL_SIZE x the blob's typical side, and larger than the path's own jitter.
+TRAVEL_MIN_PX, TRAVEL_SIZE = 3.0, 0.4
+MIN_SIGHTINGS = 3
+HISTORY = 12  # sightings kept per track: enough for ~2 s at 5 fps
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    """A moving region in analysis pixels: bounding box, pixel count and centre."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    pixels: float
+    cx: float
+    cy: float
+
+
+@dataclass(slots=True)
+class Track:
+    """One object's sightings; `confirmed` once it has travelled (never unset)."""
+
+    first_t: float
+    origin: tuple[float, float]
+    last_t: float
+    last: Blob
+    sightings: int = 1
+    confirmed: bool = False
+    path: list[tuple[float, float]] = field(default_factory=list)
+
+    def size(self) -> float:
+        """Typical side of the blob: sqrt of its pixel count (a person's box is mostly them)."""
+        return math.sqrt(max(1.0, self.last.pixels))
+
+
+class Tracker:
+    """One per detector; fed every analysed frame's blobs in time order (one thread)."""
+
+    def __init__(self) -> None:
+        self.tracks: list[Track] = []
+        self.stopped: list[Track] = []  # confirmed tracks no longer seen, for STOPPED_S
+
+    def reset(self) -> None:
+        self.tracks.clear()
+        self.stopped.clear()
+
+    def update(self, blobs: list[Blob], t: float) -> list[tuple[Blob, Track]]:
+        """Link `blobs` (seen at `t`) to tracks; returns each blob with its track."""
+        lost = [tr for tr in self.tracks if t - tr.last_t > TRACK_LOST_S]
+        self.tracks = [tr for tr in self.tracks if t - tr.last_t <= TRACK_LOST_S]
+        self.stopped = [tr for tr in self.stopped if t - tr.last_t <= STOPPED_S]
+        self.stopped += [tr for tr in lost if tr.confirmed]
+        free = list(self.tracks)
+        linked: list[tuple[Blob, Track]] = []
+        # Big blobs choose first: a person should not lose its track to a leaf beside it.
+        for blob in sorted(blobs, key=lambda b: -b.pixels):
+            track = _nearest(blob, free, t)
+            if track is None:
+                track = Track(t, (blob.cx, blob.cy), t, blob, path=[(blob.cx, blob.cy)])
+                known = [other for other in self.tracks if other.confirmed] + self.stopped
+                track.confirmed = any(_part_of(blob, other) for other in known)
+                self.tracks.append(track)
+            else:
+                free.remove(track)
+                _extend(track, blob, t)
+            linked.append((blob, track))
+        return linked
+
+
+def _nearest(blob: Blob, tracks: list[Track], t: float) -> Track | None:
+    best, best_d = None, math.inf
+    for track in tracks:
+        if track.last_t >= t:
+            continue
+        prev = track.last
+        gate = GATE_MIN_PX + GATE_SIZE * max(blob.w, blob.h, prev.w, prev.h)
+        d = math.hypot(blob.cx - prev.cx, blob.cy - prev.cy)
+        if d <= gate and d < best_d:
+            best, best_d = track, d
+    return best
+
+
+def _part_of(blob: Blob, track: Track) -> bool:
+    """A new blob inside (or at the gate of) a travelling object's last box is part of it:
+    a person whose blob split in two, or who was hidden for a moment, is not re-judged."""
+    prev = track.last
+    gate = GATE_MIN_PX + GATE_SIZE * max(prev.w, prev.h) / 2
+    return prev.x - gate <= blob.cx <= prev.x + prev.w + gate and prev.y - gate <= blob.cy <= prev.y + prev.h + gate
+
+
+def _extend(track: Track, blob: Blob, t: float) -> None:
+    track.last, track.last_t = blob, t
+    track.sightings += 1
+    track.path.append((blob.cx, blob.cy))
+    del track.path[:-HISTORY]
+    if not track.confirmed and track.sightings >= MIN_SIGHTINGS:
+        track.confirmed = _travelled(track)
+
+
+def _travelled(track: Track) -> bool:
+    """Net travel from the origin beyond the size-scaled distance and the path's jitter.
+
+    Jitter is the largest step back towards the origin along the path: an oscillating
+    blob comes back as far as it went, a walker does not come back at all."""
+    ox, oy = track.origin
+    cx, cy = track.path[-1]
+    net = math.hypot(cx - ox, cy - oy)
+    if net < max(TRAVEL_MIN_PX, TRAVEL_SIZE * track.size()):
+        return False
+    reach = [math.hypot(x - ox, y - oy) for x, y in track.path]
+    back = max((max(reach[: i + 1]) - r for i, r in enumerate(reach)), default=0.0)
+    return net > 2.0 * back
