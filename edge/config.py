@@ -104,6 +104,9 @@ _SIZE_MESSAGE = "must be a size like 50GB, 500MB or 1GiB"
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgtp])(i)?)?(b)?\s*", re.IGNORECASE)
 _PREFIX_POWER = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 MAX_SIZE = 2**63 - 1  # the index stores sizes in SQLite integers
+MAX_CAMERA_ID_CHARS = 64  # SPEC 5; a 300-character id made `File name too long` at every segment
+MAX_CAMERAS = 64  # a thread or two each and a mosaic tile: README "Limits"
+MAX_PASSWORD_BYTES = 1024  # a password file is one line; a bigger file is the wrong file (/etc/shadow)
 
 
 def parse_size(value: object) -> int:
@@ -150,6 +153,13 @@ def _check_id(value: str) -> str:
     return value
 
 
+def _check_camera_id(value: str) -> str:
+    """A camera id is a topic level, a directory name and part of Home Assistant's ids."""
+    if len(value) > MAX_CAMERA_ID_CHARS:
+        raise ValueError(f"camera id is {len(value)} characters; at most {MAX_CAMERA_ID_CHARS}")
+    return _check_id(value)
+
+
 def _check_rtsp(value: object) -> str:
     """A camera URL; the message never quotes the value (it may hold a password)."""
     if not isinstance(value, str) or not value.lower().startswith(("rtsp://", "rtsps://")):
@@ -169,6 +179,7 @@ def _not_empty(value: str) -> str:
 
 
 Identifier = Annotated[str, AfterValidator(_check_id)]
+CameraId = Annotated[str, AfterValidator(_check_camera_id)]
 RtspUrl = Annotated[str, BeforeValidator(_check_rtsp)]
 Text = Annotated[str, AfterValidator(_not_empty)]
 
@@ -255,7 +266,58 @@ class MqttConfig(_Strict):
         """
         if self.password_file is None:
             return None
-        return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        return read_password_file(self.password_file)
+
+
+def read_password_file(path: Path) -> str:
+    """The password in `path`, without ever blocking: a FIFO or a device is refused before
+    it is opened (an open() of a FIFO waits for a writer, and it was on the event loop).
+
+    Raises ValueError (`mqtt.password_file: why`, never the content) or OSError."""
+    problem = password_file_problem(path)
+    if problem is not None:
+        raise ValueError(f"mqtt.password_file: {problem}")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for a FIFO since the check
+            raise ValueError("mqtt.password_file: is not a regular file")
+        raw = os.read(fd, MAX_PASSWORD_BYTES + 1)
+    finally:
+        os.close(fd)
+    problem = _password_content_problem(raw)
+    if problem is not None:
+        raise ValueError(f"mqtt.password_file: {problem}")
+    return raw.decode("utf-8").rstrip("\r\n")
+
+
+def password_file_problem(path: Path) -> str | None:
+    """Why `path` cannot be the password file, from its metadata alone (it is not opened)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return "no such file"
+    except (OSError, ValueError):
+        return "is not a usable file path"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if not os.access(path, os.R_OK):
+        return "cannot be read by this user"
+    if info.st_size > MAX_PASSWORD_BYTES:
+        return f"is {info.st_size} bytes: larger than {MAX_PASSWORD_BYTES} bytes, not a password file"
+    return None
+
+
+def _password_content_problem(raw: bytes) -> str | None:
+    """A password file holds one line of UTF-8 text (a trailing newline is fine)."""
+    if len(raw) > MAX_PASSWORD_BYTES:
+        return f"is larger than {MAX_PASSWORD_BYTES} bytes, not a password file"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "is not UTF-8 text"
+    if sum(1 for line in text.splitlines() if line.strip()) > 1:
+        return "has more than one line: a password file holds the password alone"
+    return None
 
 
 class RecordingConfig(_Strict):
@@ -350,7 +412,7 @@ class Config(_Strict):
     box: BoxConfig
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
-    cameras: dict[Identifier, CameraConfig] = Field(default_factory=dict)
+    cameras: dict[CameraId, CameraConfig] = Field(default_factory=dict)
     motion: MotionConfig = Field(default_factory=MotionConfig)
     events: EventConfig = Field(default_factory=EventConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
@@ -383,6 +445,13 @@ class Config(_Strict):
             elif isinstance(mqtt, MqttConfig) and mqtt.client_id is None:
                 data["mqtt"] = mqtt.model_copy(update={"client_id": client_id})
         return data
+
+    @field_validator("cameras", mode="before")
+    @classmethod
+    def _camera_count(cls, value: Any) -> Any:
+        if isinstance(value, dict) and len(value) > MAX_CAMERAS:
+            raise ValueError(f"{len(value)} cameras; a box takes at most {MAX_CAMERAS} (README: Limits)")
+        return value
 
     @property
     def enabled_cameras(self) -> dict[str, CameraConfig]:
@@ -674,10 +743,22 @@ def _file_problems(data: dict[str, Any], doc: _Document) -> list[str]:
             value = value.get(part) if isinstance(value, dict) else None
         if not isinstance(value, str) or not value:
             continue
-        message = _unreadable(Path(value))
+        message = _password_problem(Path(value)) if loc[-1] == "password_file" else _unreadable(Path(value))
         if message:
             problems.append(f"{_dotted(loc)}: {message} (line {doc.line_of(loc)})")
     return problems
+
+
+def _password_problem(path: Path) -> str | None:
+    """check-config's verdict on the password file: metadata first, then the content."""
+    problem = password_file_problem(path)
+    if problem is not None:
+        return problem
+    try:
+        with path.open("rb") as file:
+            return _password_content_problem(file.read(MAX_PASSWORD_BYTES + 1))
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
 
 
 def _unreadable(path: Path) -> str | None:
@@ -780,6 +861,36 @@ def password_file_too_open(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+def reserve_problem(min_free: int, total: int, free: int | None = None, footage: int = 0) -> str | None:
+    """Why `recording.min_free_bytes` leaves no room for footage on a filesystem of `total`
+    bytes (`free` of them free, `footage` of them ours), or None when it fits."""
+    if min_free <= 0 or total <= 0:
+        return None
+    if min_free >= total:
+        where = f"the whole filesystem of box.data_dir ({human_size(total)})"
+    elif free is not None and free + footage < min_free:
+        where = f"what could ever be free on it ({human_size(free + footage)})"
+    else:
+        return None
+    return (
+        f"recording.min_free_bytes ({human_size(min_free)}) is more than {where}: "
+        "every segment is deleted as soon as it closes"
+    )
+
+
+def filesystem_size(path: Path) -> int:
+    """Size in bytes of the filesystem that holds `path` (or its nearest existing parent); 0 if unknown."""
+    for candidate in (path, *path.parents):
+        try:
+            info = os.statvfs(candidate)
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            return 0
+        return info.f_blocks * info.f_frsize
+    return 0
+
+
 def _camera_lines(config: Config) -> Iterator[str]:
     for cam_id, cam in config.cameras.items():
         label = f'{cam_id} "{cam.name}"' if cam.name else cam_id
@@ -810,6 +921,9 @@ def summary(config: Config) -> str:
     ]
     if not config.enabled_cameras:
         lines.append("warning: no camera is enabled")
+    reserve = reserve_problem(rec.min_free_bytes, filesystem_size(config.box.data_dir.absolute()))
+    if reserve is not None:
+        lines.append(f"warning: {reserve}")
     if mqtt.password_file and password_file_too_open(mqtt.password_file):
         lines.append(f"warning: {mqtt.password_file} is readable by every user (chmod o-r it)")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote
@@ -206,7 +207,7 @@ CAM = "cameras:\n  c1:\n    url: rtsp://h/x\n"  # lines 3-5 after minimal()
             minimal("mqtt:\n  username: u\n  password_file: /nonexistent/pw\n"),
             "mqtt.password_file: no such file (line 5)",
         ),
-        (minimal("mqtt:\n  username: u\n  password_file: /\n"), "mqtt.password_file: is not a file (line 5)"),
+        (minimal("mqtt:\n  username: u\n  password_file: /\n"), "mqtt.password_file: is not a regular file (line 5)"),
         (minimal("mqtt:\n  tls:\n    ca_file: /nonexistent/ca.pem\n"), "mqtt.tls.ca_file: no such file (line 5)"),
         # YAML values PyYAML itself chokes on
         (minimal("  data_dir: 2024-13-45\n"), "box.data_dir: not a valid !!timestamp value (line 3)"),
@@ -525,6 +526,86 @@ def test_read_password_and_permissions(tmp_path: Path) -> None:
     secret.chmod(0o620)  # group may write, not read
     assert not password_file_too_open(secret)
     assert not password_file_too_open(tmp_path / "missing")
+
+
+def _password_problems(path: Path) -> list[str]:
+    return problems(minimal(f"mqtt:\n  username: u\n  password_file: {path}\n"))
+
+
+def test_password_file_must_look_like_a_password(tmp_path: Path) -> None:
+    """Issue 15: any readable file passed, and as root /etc/shadow went out as the password."""
+    shadow = tmp_path / "shadow"
+    shadow.write_text("root:*:20000:0:99999:7:::\ndaemon:*:20000:0:99999:7:::\n")
+    big = tmp_path / "big"
+    big.write_text("x" * 1025)
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe\x00pw")
+    assert _password_problems(shadow) == [
+        "mqtt.password_file: has more than one line: a password file holds the password alone (line 5)"
+    ]
+    assert _password_problems(big) == [
+        "mqtt.password_file: is 1025 bytes: larger than 1024 bytes, not a password file (line 5)"
+    ]
+    assert _password_problems(binary) == ["mqtt.password_file: is not UTF-8 text (line 5)"]
+    for path in (shadow, big, binary):
+        with pytest.raises(ValueError, match=r"^mqtt\.password_file: ") as info:
+            MqttConfig(username="u", password_file=path).read_password()
+        assert "root" not in str(info.value) and "xxx" not in str(info.value)
+    fine = tmp_path / "fine"
+    fine.write_text("\n  p@ss: word \r\n\n")  # one non-empty line, blank lines around it
+    assert parse_config(minimal(f"mqtt:\n  username: u\n  password_file: {fine}\n")).mqtt.password_file == fine
+    fine.write_text("x" * 1024)
+    assert MqttConfig(username="u", password_file=fine).read_password() == "x" * 1024
+
+
+def test_a_fifo_as_password_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    """open() of a FIFO waits for a writer: check-config and the reconnect must not open it."""
+    fifo = tmp_path / "pw-fifo"
+    os.mkfifo(fifo)
+    assert _password_problems(fifo) == ["mqtt.password_file: is not a regular file (line 5)"]
+    outcome: list[BaseException] = []
+    reader = threading.Thread(
+        target=lambda: outcome.append(_raised(MqttConfig(username="u", password_file=fifo).read_password)),
+        daemon=True,
+    )
+    reader.start()
+    reader.join(5)
+    assert not reader.is_alive(), "read_password blocked on the FIFO"
+    assert [str(e) for e in outcome] == ["mqtt.password_file: is not a regular file"]
+
+
+def _raised(call: Callable[[], object]) -> BaseException:
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - the test looks at what was raised
+        return exc
+    raise AssertionError("nothing raised")
+
+
+def test_camera_ids_are_at_most_64_characters() -> None:
+    ok = "c" * 64
+    assert list(parse_config(minimal(f"cameras:\n  {ok}:\n    url: rtsp://h/x\n")).cameras) == [ok]
+    found = problems(minimal(f"cameras:\n  {'c' * 300}:\n    url: rtsp://h/x\n"))
+    assert found == [f"cameras.{'c' * 61}...: camera id is 300 characters; at most 64 (line 4)"]
+
+
+def test_at_most_64_cameras() -> None:
+    def cameras(n: int) -> str:
+        return minimal("cameras:\n" + "".join(f"  c{i}:\n    url: rtsp://h/{i}\n" for i in range(n)))
+
+    assert len(parse_config(cameras(64)).cameras) == 64
+    assert problems(cameras(65)) == ["cameras: 65 cameras; a box takes at most 64 (README: Limits) (line 3)"]
+    assert problems(cameras(2000)) == ["cameras: 2000 cameras; a box takes at most 64 (README: Limits) (line 3)"]
+
+
+def test_a_reserve_larger_than_the_disk_is_a_warning(tmp_path: Path) -> None:
+    """min_free_bytes above the filesystem's size deletes every segment as it closes."""
+    text = f"box:\n  id: a\n  data_dir: {tmp_path / 'not-yet'}\nrecording:\n  min_free_bytes: 1000PB\n"
+    lines = summary(parse_config(text)).splitlines()
+    warning = [line for line in lines if "min_free_bytes" in line]
+    assert len(warning) == 1 and warning[0].startswith("warning: recording.min_free_bytes (1000 PB) is more than")
+    assert warning[0].endswith("every segment is deleted as soon as it closes")
+    assert not [line for line in summary(parse_config(minimal())).splitlines() if "min_free_bytes" in line]
 
 
 # ----------------------------------------------------------------------------------
