@@ -222,6 +222,16 @@ def _plain_topic(value: str) -> str:
     return value
 
 
+MQTT_MAX_PACKET_BYTES = 268_435_455
+
+
+def _mqtt_size(value: int) -> int:
+    """`mqtt.max_message_bytes` past what MQTT can carry is a typo, not a setting."""
+    if value > MQTT_MAX_PACKET_BYTES:
+        raise ValueError("must be at most 256MiB, the largest message MQTT can carry")
+    return value
+
+
 class MqttConfig(_Strict):
     host: Text = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
@@ -232,6 +242,9 @@ class MqttConfig(_Strict):
     stats_interval: float = Field(30.0, gt=0)
     keepalive: int = Field(30, ge=5, le=3600)
     client_id: Text | None = None  # Config fills in nvr-edge-<box.id>
+    # The broker's limit on one message: images are encoded to fit under it (edge/jpeg.py).
+    # 128 KiB is the smallest limit of the common brokers (AWS IoT Core); the MQTT maximum is 256 MiB.
+    max_message_bytes: Annotated[int, BeforeValidator(parse_size), Field(ge=4096), AfterValidator(_mqtt_size)] = 131_072
 
     @field_validator("host")
     @classmethod
@@ -341,6 +354,38 @@ Point = Annotated[tuple[float, float], AfterValidator(_check_point)]
 Polygon = Annotated[list[Point], Field(min_length=3)]
 
 
+_RESOLUTION_RE = re.compile(r"\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*")
+
+
+def parse_resolution(value: object) -> tuple[int, int]:
+    """'1920x1080' -> (1920, 1080)."""
+    if isinstance(value, tuple):  # already parsed (the `WxH` shorthand for both streams)
+        return value
+    match = _RESOLUTION_RE.fullmatch(value) if isinstance(value, str) else None
+    if match is None or not all(16 <= int(side) <= 16384 for side in match.groups()):
+        raise ValueError("must be WIDTHxHEIGHT, e.g. 1920x1080 (each side 16 to 16384)")
+    return int(match.group(1)), int(match.group(2))
+
+
+Resolution = Annotated[tuple[int, int], BeforeValidator(parse_resolution)]
+
+
+class MaxResolution(_Strict):
+    """The largest picture accepted from each of a camera's streams (either way round); a
+    larger one is refused before it is decoded. `WxH` alone sets both."""
+
+    record: Resolution = Field((4096, 2160), description="the `url` stream")
+    detect: Resolution = Field((1920, 1080), description="the `detect_url` stream, when there is one")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _both(cls, data: Any) -> Any:
+        if not isinstance(data, str):
+            return data
+        size = parse_resolution(data)  # one message for the key, not one per stream
+        return {"record": size, "detect": size}
+
+
 class CameraConfig(_Strict):
     url: RtspUrl
     detect_url: RtspUrl | None = None
@@ -352,6 +397,7 @@ class CameraConfig(_Strict):
     )
     name: str | None = None
     motion: MotionConfig = Field(default_factory=MotionConfig)
+    max_resolution: MaxResolution = Field(default_factory=MaxResolution)
 
     @property
     def effective_detect_url(self) -> str:
@@ -913,7 +959,7 @@ def summary(config: Config) -> str:
         f"broker {mqtt.host}:{mqtt.port}, TLS {'yes' if mqtt.tls else 'no'}, "
         f"auth {'yes' if mqtt.username is not None else 'no'}"
         f"{' (with password file)' if mqtt.password_file else ''}, client id {mqtt.client_id}",
-        f"topics under {mqtt.topic_prefix}/{config.box.id}/",
+        f"topics under {mqtt.topic_prefix}/{config.box.id}/, messages up to {human_size(mqtt.max_message_bytes)}",
         *([f"Home Assistant discovery under {config.homeassistant.prefix}/"] if config.homeassistant.discovery else []),
         f"recording: budget {human_size(rec.max_bytes)}, segments of {rec.segment_seconds:g} s",
         f"cameras: {len(config.enabled_cameras)} enabled of {len(config.cameras)}",
