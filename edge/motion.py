@@ -307,7 +307,7 @@ class MotionDetector:
                 continue
             m = cv2.moments(contour)
             cx, cy = (m["m10"] / m["m00"], m["m01"] / m["m00"]) if m["m00"] else (x + w / 2, y + h / 2)
-            candidates.append(Blob(x, y, w, h, pixels, cx, cy))
+            candidates.append(Blob.at((x, y, w, h), pixels, (cx, cy), self._size))
         if not candidates:
             return [], stepped
         relit = _relit(candidates, cv2.bitwise_and(blobs, usable), frame, bg)

@@ -4,8 +4,8 @@ Swaying foliage, a flag, a curtain or a spider web move *in place*: their blobs 
 split and merge around a fixed spot. People and vehicles *travel*. Each analysed
 frame's blobs are linked to the tracks of the frames before (nearest centre within a
 gate that grows with the blob and the time since it was last seen); a track is
-confirmed once its centre has moved from where it was first seen by more than its own
-jitter and by a distance that grows with its size. Only confirmed tracks are motion.
+confirmed once its centre has moved from where it was first seen by a distance that
+grows with its size, along a path that mostly goes one way. Only confirmed tracks are motion.
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ STOPPED_S = 10.0
 GATE_MIN_PX, GATE_SIZE = 3.0, 1.0
 # Confirmation: net travel from the first centre of at least TRAVEL_MIN_PX and
 # TRAVEL_SIZE x the blob's typical side, and larger than the path's own jitter.
-TRAVEL_MIN_PX, TRAVEL_SIZE = 3.0, 0.4
-MIN_SIGHTINGS = 3
+TRAVEL_MIN_PX, TRAVEL_SIZE = 2.5, 0.35
+MIN_AGE_S = 0.35  # followed this long (3 sightings at 5 fps) ...
+FAST_AGE_S = 0.15  # ... or this long when it travelled twice the distance (a car)
+STRAIGHTNESS = 0.6  # net travel over path length: 1 for a straight walk, ~0.5 or less for a sway
+IN_PLACE_S = 1.5  # a walker is confirmed well within this; a blob still here unconfirmed is moving in place
 HISTORY = 12  # sightings kept per track: enough for ~2 s at 5 fps
 
 
@@ -37,8 +40,29 @@ class Blob:
     w: int
     h: int
     pixels: float
-    cx: float
-    cy: float
+    cx: float  # where the blob is: its centre, or along an axis where it touches one
+    cy: float  # border of the view (coming in or leaving), its edge away from that border
+    border: tuple[int, int] = (0, 0)  # per axis: -1 touches the low border, 1 the high, 0 neither
+
+    @classmethod
+    def at(
+        cls, box: tuple[int, int, int, int], pixels: float, centre: tuple[float, float], view: tuple[int, int]
+    ) -> Blob:
+        """A blob's position: a person walking in from the edge grows from it, and only
+        the edge away from the border shows how far they have come."""
+        x, y, w, h = box
+        bx, cx = _axis(x, w, view[0], centre[0])
+        by, cy = _axis(y, h, view[1], centre[1])
+        return cls(x, y, w, h, pixels, cx, cy, (bx, by))
+
+
+def _axis(start: int, length: int, size: int, centre: float) -> tuple[int, float]:
+    low, high = start <= 0, start + length >= size
+    if low and not high:
+        return -1, float(start + length)
+    if high and not low:
+        return 1, float(start)
+    return 0, centre
 
 
 @dataclass(slots=True)
@@ -46,7 +70,6 @@ class Track:
     """One object's sightings; `confirmed` once it has travelled (never unset)."""
 
     first_t: float
-    origin: tuple[float, float]
     last_t: float
     last: Blob
     sightings: int = 1
@@ -81,7 +104,7 @@ class Tracker:
         for blob in sorted(blobs, key=lambda b: -b.pixels):
             track = _nearest(blob, free, t)
             if track is None:
-                track = Track(t, (blob.cx, blob.cy), t, blob, path=[(blob.cx, blob.cy)])
+                track = Track(t, t, blob, path=[(blob.cx, blob.cy)])
                 known = [other for other in self.tracks if other.confirmed] + self.stopped
                 track.confirmed = any(_part_of(blob, other) for other in known)
                 self.tracks.append(track)
@@ -114,24 +137,28 @@ def _part_of(blob: Blob, track: Track) -> bool:
 
 
 def _extend(track: Track, blob: Blob, t: float) -> None:
+    if blob.border != track.last.border:
+        # Its position is measured another way from now on (it came in off the border).
+        track.path = []
     track.last, track.last_t = blob, t
     track.sightings += 1
     track.path.append((blob.cx, blob.cy))
     del track.path[:-HISTORY]
-    if not track.confirmed and track.sightings >= MIN_SIGHTINGS:
-        track.confirmed = _travelled(track)
+    age = t - track.first_t
+    if not track.confirmed and age >= FAST_AGE_S:
+        # Fast travel confirms early; a blob that has flickered in place for a while
+        # (unconfirmed after IN_PLACE_S) must travel twice as far: it is foliage until shown otherwise.
+        track.confirmed = _travelled(track, 1.0 if MIN_AGE_S <= age <= IN_PLACE_S else 2.0)
 
 
-def _travelled(track: Track) -> bool:
-    """Net travel from the origin beyond the size-scaled distance and the path's jitter.
-
-    Jitter is the largest step back towards the origin along the path: an oscillating
-    blob comes back as far as it went, a walker does not come back at all."""
-    ox, oy = track.origin
-    cx, cy = track.path[-1]
-    net = math.hypot(cx - ox, cy - oy)
-    if net < max(TRAVEL_MIN_PX, TRAVEL_SIZE * track.size()):
+def _travelled(track: Track, factor: float) -> bool:
+    """Net travel over the kept path beyond the size-scaled distance, along a path that
+    mostly goes one way: an oscillating blob's path is long for the ground it gains
+    (it turns back), a walker's is about as long as its net travel."""
+    path = track.path
+    (x0, y0), (x1, y1) = path[0], path[-1]
+    net = math.hypot(x1 - x0, y1 - y0)
+    if net < factor * max(TRAVEL_MIN_PX, TRAVEL_SIZE * track.size()):
         return False
-    reach = [math.hypot(x - ox, y - oy) for x, y in track.path]
-    back = max((max(reach[: i + 1]) - r for i, r in enumerate(reach)), default=0.0)
-    return net > 2.0 * back
+    length = sum(math.hypot(bx - ax, by - ay) for (ax, ay), (bx, by) in zip(path, path[1:], strict=False))
+    return net >= STRAIGHTNESS * length

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -186,7 +187,8 @@ def test_dim_flat_night_scene_lowers_the_floor_but_not_for_a_bright_one() -> Non
     frames = [noisy(night, rng, 2) for _ in range(20)]
     frames += [noisy(with_person(night, x, value=figure), rng, 2) for x in range(40, 600, 16)]
     det = MotionDetector(MotionConfig())
-    walking = run(frames, det)[20:]
+    # Its first second is spent following it until it has travelled (edge.tracks).
+    walking = run(frames, det)[25:]
     assert sum(r.motion for r in walking) >= 0.8 * len(walking)
     assert det._floor_now < det._floor / 2
     day = MotionDetector(MotionConfig())
@@ -229,3 +231,94 @@ def test_a_light_pool_sweeping_a_textured_wall_is_not_motion() -> None:
     for cx in np.linspace(-100, W + 100, 20):  # headlights crossing in 4 s
         frames.append(noisy(bg * (1 + 0.8 * np.exp(-(((xx - cx) / 90) ** 2) - ((yy - 200) / 70) ** 2)), rng, 3))
     assert events_started(run(frames)) == 0
+
+
+def swaying(texture: np.ndarray, t: float, amplitude: float, hz: float) -> np.ndarray:
+    """`texture` displaced in place by a smooth field: each part of the crown sways with
+    its own phase, as foliage does (not a rigid shift)."""
+    h, w = texture.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    phase = 2 * np.pi * (hz * t) + xx / 40.0 + yy / 55.0
+    dx = amplitude * np.sin(phase)
+    dy = 0.4 * amplitude * np.cos(1.3 * phase)
+    return cv2.remap(texture, xx + dx, yy + dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def tree_scene(seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    leaves = cv2.GaussianBlur(rng.integers(40, 200, (220, 300)).astype(np.float32), (5, 5), 0)
+    return scene(seed), leaves
+
+
+def tree_frames(n: int, fps: float, amplitude: float, hz: float, gust_at: float | None = None, walker_from=None):
+    """A tree crown over a third of the view swaying from the first frame (or calm until
+    `gust_at`), optionally with a person walking in from the left edge at `walker_from` s."""
+    bg, leaves = tree_scene()
+    rng = np.random.default_rng(9)
+    frames, labels = [], []
+    for i in range(n):
+        t = i / fps
+        amp = amplitude if gust_at is None or t >= gust_at else 0.0
+        img = bg.copy()
+        img[20:240, 300:600] = swaying(leaves, t, amp, hz)
+        present = walker_from is not None and t >= walker_from
+        if present:
+            img = with_person(img, int(-24 + 60 * (t - walker_from)), y=250, w=20, h=56, value=200)
+        frames.append(noisy(img, rng, 2))
+        labels.append(present)
+    return frames, labels
+
+
+def first_event_time(results, fps: float) -> float | None:
+    tracker = EventTracker("box", "cam", EventConfig())
+    for i, r in enumerate(results):
+        if any(e.type == "start" for e in tracker.update(i / fps, r).events):
+            return i / fps
+    return None
+
+
+@pytest.mark.parametrize(
+    ("amplitude", "hz", "gust_at"), [(4.0, 1.0, None), (8.0, 0.3, None), (3.0, 2.5, None), (9.0, 0.7, 8.0)]
+)
+def test_swaying_foliage_is_not_an_event_warm_up_and_gusts_included(amplitude, hz, gust_at) -> None:
+    frames, _ = tree_frames(150, 5.0, amplitude, hz, gust_at)
+    results = run(frames)
+    assert first_event_time(results, 5.0) is None
+    assert sum(r.motion for r in results) <= 0.05 * len(results)
+
+
+@pytest.mark.parametrize("fps", [5.0, 10.0])
+def test_person_walking_past_a_swaying_tree_raises_an_event_within_a_second(fps: float) -> None:
+    frames, _ = tree_frames(int(20 * fps), fps, 6.0, 1.0, walker_from=12.0)
+    results = run(frames, fps=fps)
+    started = first_event_time(results, fps)
+    assert started is not None and 12.0 <= started <= 13.0
+
+
+def test_person_already_walking_when_the_camera_connects_is_found_within_a_second() -> None:
+    rng = np.random.default_rng(4)
+    bg = scene()
+    frames = [noisy(with_person(bg, 100 + 14 * i), rng, 3) for i in range(30)]
+    started = first_event_time(run(frames), 5.0)
+    assert started is not None and started <= 1.0
+
+
+def test_time_constants_are_seconds_not_frames() -> None:
+    """A parked car is learnt into the background after the same seconds whether 5 or
+    15 frames a second are analysed (time constants are in seconds, not frames)."""
+    bg = scene()
+    learnt = []
+    for fps in (5.0, 15.0):
+        rng = np.random.default_rng(3)
+        det = MotionDetector(MotionConfig())
+        car = with_person(bg, 300, w=60, h=40, value=30)
+        frames = [noisy(bg, rng, 2) for _ in range(int(4 * fps))] + [noisy(car, rng, 2) for _ in range(int(20 * fps))]
+        when = None
+        for i, frame in enumerate(frames):
+            det.process(frame, i / fps)
+            centre = det._bg[int(det._size[1] * 0.6), int(det._size[0] * 330 / W)]
+            if i / fps > 4.0 and when is None and centre < 45:
+                when = i / fps
+        learnt.append(when)
+    assert None not in learnt and learnt[0] > 4.5
+    assert abs(learnt[0] - learnt[1]) <= 0.5

@@ -1,0 +1,73 @@
+"""Blob tracks (edge.tracks): only blobs that travel are confirmed. Pure, no frames."""
+
+from __future__ import annotations
+
+import math
+
+from edge.tracks import Blob, Tracker
+
+VIEW = (178, 100)
+
+
+def blob(cx: float, cy: float, w: int = 6, h: int = 14) -> Blob:
+    box = (round(cx - w / 2), round(cy - h / 2), w, h)
+    return Blob.at(box, float(w * h), (cx, cy), VIEW)
+
+
+def confirmed_at(path: list[tuple[float, float]], fps: float = 5.0) -> float | None:
+    tracker = Tracker()
+    for i, (x, y) in enumerate(path):
+        linked = tracker.update([blob(x, y)], i / fps)
+        if linked[0][1].confirmed:
+            return i / fps
+    return None
+
+
+def test_a_walker_is_confirmed_within_half_a_second() -> None:
+    assert confirmed_at([(40 + 2.5 * i, 50) for i in range(10)]) == 0.4
+
+
+def test_a_blob_swaying_in_place_is_never_confirmed() -> None:
+    """Up to +-2 px at the analysis size (~+-7 px at 360p): a swaying region's blob is the
+    union of its changed pixels, so its centre moves much less than the leaves do."""
+    sway = [(80 + 2 * math.sin(i * 1.3), 50 + 1.5 * math.cos(i * 0.9)) for i in range(100)]
+    assert confirmed_at(sway) is None
+
+
+def test_a_slow_drift_that_comes_back_is_not_travel() -> None:
+    there_and_back = [(80 + 0.6 * i, 50) for i in range(5)] + [(82.4 - 0.6 * i, 50) for i in range(5)]
+    assert confirmed_at(there_and_back * 5) is None
+
+
+def test_an_object_coming_in_from_the_edge_is_measured_by_its_leading_edge() -> None:
+    tracker = Tracker()
+    result = None
+    for i in range(6):
+        width = 2 + 3 * i  # grows out of the left border: its centre moves at half speed
+        b = Blob.at((0, 40, width, 16), float(width * 16), (width / 2, 48), VIEW)
+        result = tracker.update([b], i / 5)[0][1]
+        if result.confirmed:
+            break
+    assert result is not None and result.confirmed and result.last.cx == result.last.w
+
+
+def test_a_part_of_a_travelling_object_and_a_person_who_stopped_are_not_judged_again() -> None:
+    tracker = Tracker()
+    for i in range(6):
+        tracker.update([blob(40 + 3 * i, 50)], i / 5)
+    # Split: the legs become a blob of their own beside the body.
+    linked = tracker.update([blob(58, 50), blob(59, 60, 4, 6)], 6 / 5)
+    assert all(track.confirmed for _, track in linked)
+    # Stood still for 5 s (no blobs), then walks on from the same place.
+    assert tracker.update([blob(60, 50)], 11.5)[0][1].confirmed
+    # A blob far away at the same time is new and must travel first.
+    assert not tracker.update([blob(150, 20)], 11.7)[0][1].confirmed
+
+
+def test_tracks_unseen_for_over_a_second_are_forgotten() -> None:
+    tracker = Tracker()
+    tracker.update([blob(20, 20)], 0.0)
+    tracker.update([], 0.5)
+    assert len(tracker.tracks) == 1
+    tracker.update([], 1.6)
+    assert tracker.tracks == []
