@@ -336,7 +336,7 @@ class Insects:
             jitter = rng.normal(0, 6, 2)
             x = centre[0] + r * math.cos(angle) + jitter[0]
             y = centre[1] + 0.7 * r * math.sin(angle) + jitter[1]
-            d = size * (1 + 0.3 * math.sin(2.3 * i * dt + radius))
+            d = max(10.0, size * (1 + 0.3 * math.sin(2.3 * i * dt + radius)))  # nearer, farther
             out[i] = (x, y, d, bright if present else 0.0)
         return out
 

@@ -83,8 +83,10 @@ class Look:
 def look_near(rng: np.random.Generator, background: float, contrast: tuple[float, float], front: bool = False) -> Look:
     """A look whose mean differs from `background` by a random amount in `contrast`, either sign."""
     sign = 1.0 if background < 60 else -1.0 if background > 195 else float(rng.choice([-1.0, 1.0]))
-    mean = background + sign * rng.uniform(*contrast)
-    parts = [float(np.clip(mean + rng.uniform(-d, d), 3, 252)) for d in (14, 7, 7)]
+    delta = rng.uniform(*contrast)
+    mean = background + sign * delta
+    # Head, shirt and trousers differ, but each keeps at least 70 % of the contrast.
+    parts = [float(np.clip(mean + rng.uniform(-0.3, 0.3) * delta, 3, 252)) for _ in range(3)]
     return Look(parts[0], parts[1], parts[2], int(rng.integers(1 << 30)), front)
 
 
