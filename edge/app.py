@@ -27,12 +27,13 @@ from edge.camera import (
 from edge.config import CameraConfig, Config, ConfigError
 from edge.discovery import OFFLINE, ONLINE, discovery_messages, status_topic
 from edge.egress import Egress, shares_of
-from edge.health import RateMeter, disk_check, health, stats
+from edge.health import RateMeter, disk_check, health, reserve_warning, stats
 from edge.logs import get_logger
 from edge.mosaic import MosaicCost, make_jpeg, tiles_for
 from edge.mqtt import MAX_COMMAND_BYTES, MqttLink
 from edge.notify import Notifier
 from edge.outbox import Kind, Outbox
+from edge.ratelog import COMMAND_BURST, RateLimitedLog
 from edge.recordings import Recordings
 from edge.reload import plan_reload
 from edge.topics import Topics
@@ -66,6 +67,10 @@ class Daemon:
         self._camera_configs: dict[str, CameraConfig] = {}  # every camera started: outputs outlive a removal
         self.topics = Topics(config.mqtt.topic_prefix, config.box.id)
         self._log = get_logger(box=config.box.id)
+        # Bad commands come from outside, thousands a second if someone wants: their lines are rate-limited.
+        self._command_log = RateLimitedLog(self._log, burst=COMMAND_BURST)
+        # Per camera turned off by detect/set OFF: the worker it was sent to and when (health says so).
+        self._detect_off: dict[str, tuple[CameraWorker, float, str]] = {}
         self._started = time.monotonic()
         self._meter = RateMeter()
         self._stop = asyncio.Event()
@@ -413,13 +418,13 @@ class Daemon:
                 return
             camera = self.topics.detect_set_camera(topic)
             if camera is not None:
-                self._set_detect(camera, payload)
+                self._set_detect(camera, payload, topic)
                 return
             raise ValueError("not a command topic")
         except ValueError as exc:
-            self._log.warning("command_ignored", topic=topic[:200], bytes=len(payload), error=str(exc))
+            self._command_log.warning("command_ignored", topic=topic[:200], bytes=len(payload), error=str(exc))
         except Exception:  # noqa: BLE001 - a bug in a command must not stop the daemon serving
-            self._log.exception("command_failed", topic=topic[:200], bytes=len(payload))
+            self._command_log.exception("command_failed", topic=topic[:200], bytes=len(payload))
 
     def _on_homeassistant_status(self, payload: bytes) -> None:
         """Home Assistant's birth (`online`) after it restarts: send the discovery configs again.
@@ -444,7 +449,7 @@ class Daemon:
         self._discovery_sent = {topic for topic, _ in messages}
         self._log.info("discovery_sent", reason=reason, entities=len(messages))
 
-    def _set_detect(self, camera: str, payload: bytes) -> None:
+    def _set_detect(self, camera: str, payload: bytes, topic: str) -> None:
         worker = self.workers.get(camera)
         if worker is None:
             raise ValueError(f"no enabled camera {camera[:64]!r}")
@@ -452,11 +457,33 @@ class Daemon:
         if text not in ("ON", "OFF"):
             raise ValueError("payload must be ON or OFF")
         worker.set_detect(text == "ON")
+        if text == "ON":
+            self._detect_off.pop(camera, None)
+        else:
+            self._detect_off[camera] = (worker, time.time(), topic)
+
+    def _detect_reasons(self) -> dict[str, str]:
+        """Cameras whose detection a detect/set OFF turned off, and why (health's `detect`).
+
+        A retained OFF is delivered again at every (re)connect, so it survives restarts: say so.
+        A camera restarted since (a reload) has a new worker with detection on."""
+        reasons = {}
+        for camera, (worker, at, topic) in self._detect_off.items():
+            if self.workers.get(camera) is worker:
+                when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+                reasons[camera] = (
+                    f"turned off by {topic} OFF at {when} (a retained OFF applies again at every start; "
+                    "publish ON to turn it back on)"
+                )
+        return reasons
 
     # -- stats and health ----------------------------------------------------------
     def _health(self, request_id: str | None) -> dict[str, Any]:
         disk = self.recordings.problem() or disk_check(self.config.box.data_dir)
-        return health(request_id, self.statuses, self.link.connected.is_set(), disk)
+        rec = self.config.recording
+        reserve = reserve_warning(self.config.box.data_dir, rec.min_free_bytes, self.recordings.retention.used_bytes)
+        warnings = {"disk": reserve} if reserve else {}
+        return health(request_id, self.statuses, self.link.connected.is_set(), disk, self._detect_reasons(), warnings)
 
     async def _tick_loop(self) -> None:
         ticks = 0
@@ -474,7 +501,11 @@ class Daemon:
     def _publish_health(self, request_id: str | None) -> None:
         report = self._health(request_id)
         self._last_health_status = str(report["status"])
-        self._put_state(self.topics.health, _json(report))
+        payload = _json(report)
+        if request_id is None:
+            self._put_state(self.topics.health, payload)
+        elif self.egress.put(self.topics.health, payload, 1, True, Kind.REPLY):  # each request its own answer
+            self._retained[self.topics.health] = payload
 
     async def _health_watch(self) -> None:
         """Publish health whenever its status changes (SPEC 3.5)."""
@@ -495,6 +526,7 @@ class Daemon:
             outbox={"pending": self.outbox.pending, "bytes": self.outbox.pending_bytes, "dropped": self.outbox.dropped},
         ) | {
             "egress": {"refused": self.egress.refused},
+            "mqtt": self.link.stats(),
             "mosaic": self.mosaic_cost.as_dict()
             | {"tile_cpu_s": round(sum(w.tile_cpu_s for w in self.workers.values()), 4)},
             **({"web": {"requests": self.web.requests}} if self.web is not None else {}),
@@ -531,10 +563,13 @@ class Daemon:
             frames = {cam: worker.tile for cam, worker in self.workers.items()}
             tiles = tiles_for(self.config.cameras, states, frames, self.egress)
             try:
-                jpeg = await asyncio.to_thread(make_jpeg, tiles, self.config.box.id, self.mosaic_cost)
+                limit = self.link.payload_limit(self.topics.mosaic)  # the broker's limit (edge/jpeg.py)
+                jpeg = await asyncio.to_thread(make_jpeg, tiles, self.config.box.id, self.mosaic_cost, limit)
             except Exception:  # noqa: BLE001 - a bad tile must not end the mosaic for good
                 self._log.exception("mosaic_failed")
                 continue
+            if jpeg is None:
+                continue  # cannot fit the broker's limit: counted in stats.mqtt.images_too_large
             self.mosaic = (jpeg, time.time())
             await self.egress.publish_volatile(self.topics.mosaic, jpeg, qos=0, retain=True)
 
@@ -558,4 +593,6 @@ def _parse_health_request(payload: bytes) -> str | None:
         raise ValueError("health request id must be a string")
     if len(request_id) > MAX_REQUEST_ID_CHARS:
         raise ValueError(f"health request id is longer than {MAX_REQUEST_ID_CHARS} characters")
+    if not request_id.isprintable():  # e.g. a lone surrogate, JSON "\ud800": not text
+        raise ValueError("health request id must be printable text: no control characters or lone surrogates")
     return request_id

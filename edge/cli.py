@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import resource
 import sys
 import uuid
 from pathlib import Path
@@ -88,10 +90,24 @@ def _cmd_check_config(path: str) -> int:
     return EXIT_OK
 
 
+FD_TARGET = 8192  # descriptors the daemon asks for (the unit's LimitNOFILE); 1024 ran out once
+
+
+def _raise_fd_limit(target: int = FD_TARGET) -> None:
+    """Lift the soft descriptor limit towards `target` (within the hard limit) where the
+    environment left it lower (a shell's 1024); under systemd, LimitNOFILE already did."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = target if hard == resource.RLIM_INFINITY else min(target, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(OSError, ValueError):  # a sandbox may forbid it: keep what we have
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
 def _cmd_run(path: str) -> int:
     config = _load(path)
     if config is None:
         return EXIT_BAD
+    _raise_fd_limit()
     import cv2
 
     from edge.app import Daemon

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge import __version__
 from edge.camera import CameraState, CameraStatus
+from edge.config import reserve_problem
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 LOW_FREE_BYTES = 64 * 1024 * 1024
@@ -26,6 +28,15 @@ def rss_bytes() -> int:
             return int(statm.read().split()[1]) * _PAGE
     except OSError:
         return 0
+
+
+def thread_count() -> int | None:
+    """Threads of this process; None when unknown, e.g. with every descriptor in use
+    (listing /proc needs one, and stats must go out all the same)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
 
 
 @dataclass
@@ -109,9 +120,35 @@ def disk_check(data_dir: Path) -> str:
     return "ok"
 
 
-def health(request_id: str | None, cameras: dict[str, CameraStatus], mqtt_ok: bool, disk: str) -> dict[str, object]:
+def reserve_warning(data_dir: Path, min_free: int, footage: Callable[[], int]) -> str | None:
+    """Why `recording.min_free_bytes` leaves no room for any footage on data_dir's
+    filesystem (every segment is deleted as it closes), or None. `footage` is read only
+    when the filesystem has less than the reserve free."""
+    try:
+        info = os.statvfs(data_dir)
+    except OSError:
+        return None
+    total, free = info.f_blocks * info.f_frsize, info.f_bavail * info.f_frsize
+    if min_free < total and free >= min_free:
+        return None
+    return reserve_problem(min_free, total, free, footage())
+
+
+def health(
+    request_id: str | None,
+    cameras: dict[str, CameraStatus],
+    mqtt_ok: bool,
+    disk: str,
+    detect_off: Mapping[str, str] | None = None,
+    warnings: Mapping[str, str] | None = None,
+) -> dict[str, object]:
     """SPEC 3.5: ok when every enabled camera streams and the disk is fine,
-    failed when none streams or recording cannot write, degraded otherwise."""
+    failed when none streams or recording cannot write, degraded otherwise.
+
+    Additions: `detect` says, per enabled camera, whether motion detection runs and why
+    not (`detect_off`: a detect/set OFF, which a retained message repeats at every
+    start); `warnings` names components that work but will not keep what they should
+    (a `min_free_bytes` larger than the disk): any warning makes an ok box degraded."""
     camera_checks = {
         cam: ("ok" if st.state is CameraState.STREAMING else st.state.value)
         for cam, st in cameras.items()
@@ -120,15 +157,18 @@ def health(request_id: str | None, cameras: dict[str, CameraStatus], mqtt_ok: bo
     streaming = sum(1 for v in camera_checks.values() if v == "ok")
     if disk != "ok" or (camera_checks and streaming == 0):
         status = "failed"
-    elif streaming < len(camera_checks) or not mqtt_ok:
+    elif streaming < len(camera_checks) or not mqtt_ok or warnings:
         status = "degraded"
     else:
         status = "ok"
+    off = detect_off or {}
     return {
         "id": request_id,
         "time": round(time.time(), 3),
         "status": status,
         "checks": {"mqtt": "ok" if mqtt_ok else "disconnected", "disk": disk, "cameras": camera_checks},
+        "detect": {cam: {"enabled": cam not in off, "reason": off.get(cam)} for cam in camera_checks},
+        "warnings": dict(warnings or {}),
     }
 
 
@@ -155,6 +195,6 @@ def stats(
         "process": {
             "cpu_percent": round(meter.cpu_percent(now), 1),
             "rss_bytes": rss_bytes(),
-            "threads": len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else None,
+            "threads": thread_count(),
         },
     }

@@ -8,6 +8,12 @@ what stats already say plus the name and the last event that left the box. A
 `share: none` camera's row is what stats show of it (id, state, fps, error): no name,
 no event. aiohttp serves it on the daemon's own asyncio loop: the standard library's
 http.server would need hand-written request handling and a thread.
+
+The page must never cost the daemon its real work: 1100 idle connections once took
+every file descriptor (the page refused, stats stopped). So connections are capped
+(MAX_CONNECTIONS, and an eighth of the descriptor limit; one more is answered 503 and
+closed at once), a connection that sends no request for IDLE_TIMEOUT_S is closed, and
+a malformed request is one short warning line (rate-limited), not a traceback.
 """
 
 from __future__ import annotations
@@ -15,21 +21,31 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import logging
+import resource
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 
 from edge.camera import CameraState, CameraStatus
 from edge.config import CameraConfig
 from edge.health import RateMeter
 from edge.logs import get_logger
 from edge.mosaic import Consent
+from edge.ratelog import REQUEST_BURST, RateLimitedLog
 
 VIEW_MAX_AGE_S = 1.0  # cameras.json is computed at most once a second, however many screens poll
 RETRY_BIND_S = 30.0
+MAX_CONNECTIONS = 64  # a centre has a screen or two: enough for every one, never a box's descriptors
+FD_SHARE = 8  # ... and at most an eighth of the process's descriptor limit
+IDLE_TIMEOUT_S = 10.0  # a connection without a request for this long is closed (aiohttp's default is an hour)
+REFUSAL = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\nRetry-After: 10\r\n\r\n"
 HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; img-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
@@ -185,6 +201,42 @@ refresh();
 """
 
 
+def connection_cap() -> int:
+    """How many connections the page may hold now: MAX_CONNECTIONS, or less under a low fd limit."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(4, min(MAX_CONNECTIONS, soft // FD_SHARE))
+
+
+class _Refuse(asyncio.Protocol):
+    """A connection over the cap: a 503 and closed at once, so it holds no descriptor."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.write(REFUSAL)
+        transport.close()
+
+
+class _RequestLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server logger, except that a request that is not valid HTTP (the client's
+    fault) is one short, rate-limited warning instead of an error with a traceback."""
+
+    def __init__(self, limited: RateLimitedLog) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+        self._limited = limited
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(exc, HttpProcessingError):
+            remote = args[0] if args and isinstance(args[0], str) else None
+            first_line = (str(exc.message).splitlines() or [""])[0].split(" b'")[0].rstrip(": ")
+            reason = f"{type(exc).__name__}: {first_line}"[:100]  # the client's bytes are not echoed
+            self._limited.warning("web_bad_request", remote=remote, status=exc.code, error=reason)
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kwargs)
+
+
 class ScreenServer:
     """Serves the page on `listen` ("host:port") from the daemon's loop."""
 
@@ -195,7 +247,10 @@ class ScreenServer:
         self._page = PAGE.format(box=html.escape(data.box), poll_ms=_poll_ms(data.mosaic_interval)).encode()
         self._runner: web.AppRunner | None = None
         self._log = get_logger(component="web", listen=listen)
+        self._limited_log = RateLimitedLog(self._log, burst=REQUEST_BURST)
+        self._accepted: list[tuple[RequestHandler, float]] = []  # handed to asyncio, not connected yet
         self.requests = 0
+        self.refused = 0
 
     def _app(self) -> web.Application:
         app = web.Application(middlewares=[self._headers])
@@ -227,22 +282,55 @@ class ScreenServer:
         body = json.dumps(self._data.view(), separators=(",", ":"), allow_nan=False)
         return web.Response(text=body, content_type="application/json")
 
+    def _connection(self) -> asyncio.BaseProtocol:
+        """asyncio's protocol factory: aiohttp's handler while under the cap, else a refusal.
+
+        Connections accepted in the same loop pass are not in aiohttp's list yet: they are
+        counted from `_accepted` until connected (or for a second)."""
+        server = self._runner.server if self._runner is not None else None
+        if server is None:
+            return _Refuse()
+        now = time.monotonic()
+        self._accepted = [(h, t) for h, t in self._accepted if h.transport is None and now - t < 1.0]
+        open_now = len(server.connections) + len(self._accepted)
+        cap = connection_cap()
+        if open_now >= cap:
+            self.refused += 1
+            self._limited_log.warning("web_connection_refused", open=open_now, cap=cap)
+            return _Refuse()
+        handler = server()
+        self._accepted.append((handler, now))
+        return handler
+
+    async def _listen(self, runner: web.AppRunner) -> asyncio.AbstractServer:
+        """Bind, retrying every RETRY_BIND_S (the daemon's real work does not depend on the page)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                return await loop.create_server(self._connection, self._host, self._port, backlog=128)
+            except OSError as exc:
+                self._log.error("web_listen_failed", error=exc.strerror or str(exc), retry_in_s=RETRY_BIND_S)
+                await asyncio.sleep(RETRY_BIND_S)
+
     async def run(self) -> None:
-        """Serve until cancelled; a port that cannot be bound is retried every RETRY_BIND_S
-        (the daemon's real work does not depend on the page)."""
-        runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
+        """Serve until cancelled."""
+        runner = web.AppRunner(
+            self._app(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            keepalive_timeout=IDLE_TIMEOUT_S,
+            logger=_RequestLog(self._limited_log),
+        )
         await runner.setup()
         self._runner = runner
+        listening: asyncio.AbstractServer | None = None
         try:
-            while True:
-                try:
-                    await web.TCPSite(runner, self._host, self._port, shutdown_timeout=1.0).start()
-                except OSError as exc:
-                    self._log.error("web_listen_failed", error=exc.strerror or str(exc), retry_in_s=RETRY_BIND_S)
-                    await asyncio.sleep(RETRY_BIND_S)
-                    continue
-                self._log.info("web_listening")
-                await asyncio.Event().wait()
+            listening = await self._listen(runner)
+            self._log.info("web_listening", max_connections=connection_cap(), idle_timeout_s=IDLE_TIMEOUT_S)
+            await asyncio.Event().wait()
         finally:
+            if listening is not None:
+                listening.close()
             self._runner = None
             await asyncio.shield(runner.cleanup())
