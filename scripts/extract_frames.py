@@ -68,7 +68,7 @@ def foliage(clips: Path) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Make the real frames shipped in edge/evaluation/data/.")
     parser.add_argument("--clips", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "clips")
     parser.add_argument("--vtest", type=Path, required=True)
     args = parser.parse_args()

@@ -4,8 +4,6 @@ same seed gives the same pixels. No detector is run here (tests/test_evaluation.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -66,10 +64,7 @@ def test_negative_is_long_and_all_zero(name: str) -> None:
     assert frames[0].shape == (H, W) and frames[0].dtype == np.uint8
 
 
-@pytest.mark.parametrize("name", POSITIVE_CASES)
-def test_positive_has_one_span_after_a_long_quiet_lead_in(name: str) -> None:
-    case = HARD_CASES[name]
-    _, labels = case.make(np.random.default_rng(0))
+def assert_one_span_after_a_lead_in(name: str, labels: np.ndarray, fps: float) -> None:
     assert labels.dtype == np.int8 and set(np.unique(labels)) <= {-1, 0, 1}
     ones = np.flatnonzero(labels == 1)
     assert len(ones) and np.all(labels[ones[0] : ones[-1] + 1] == 1), "exactly one unbroken span of 1s"
@@ -79,15 +74,17 @@ def test_positive_has_one_span_after_a_long_quiet_lead_in(name: str) -> None:
         assert not labels[ones[-1] + 10 :].any()  # then the scene alone
     else:
         first = np.flatnonzero(labels != 0)[0]
-        assert first >= LEAD_IN_S[0] * case.fps
+        assert first >= LEAD_IN_S[0] * fps
 
 
 @pytest.mark.parametrize("name", POSITIVE_CASES)
-def test_person_is_drawn_where_labelled(name: str) -> None:
-    """Same scene and noise without the person: they differ only around the person, and a lot there."""
+def test_positive_labels_and_person_drawn_where_labelled(name: str) -> None:
+    """One span of 1s after a quiet lead-in of 30 s or more; and rendered again without the
+    person (same scene, same noise), the frames differ only around the person, and a lot there."""
     case = HARD_CASES[name]
     with_person = built(name)
     frames, labels = render(with_person, np.random.default_rng(1))
+    assert_one_span_after_a_lead_in(name, labels, case.fps)
     empty, _ = render(built(name), np.random.default_rng(1), person=False)
     strong = []
     for i in np.flatnonzero(labels == 1)[:: max(1, int(case.fps) // 5)]:
@@ -99,8 +96,8 @@ def test_person_is_drawn_where_labelled(name: str) -> None:
         diff[max(0, y0 - 2) : y1 + 2, max(0, x0 - 2) : x1 + 2] = 0
         assert diff.max() <= 1  # nothing else changed
     assert np.median(strong) >= 10
-    for i in np.flatnonzero(labels == 0):
-        assert np.array_equal(frames[i], empty[i]) or not with_person.boxes[i]
+    for i in np.flatnonzero(labels == 0):  # before and after the walk: the very same pixels
+        assert np.array_equal(frames[i], empty[i])
 
 
 def crown_of(b: Built) -> Crown:
@@ -142,7 +139,7 @@ def test_gust_starts_after_a_calm() -> None:
     crown = crown_of(built("foliage-gust"))
     calm = max(np.abs(crown.displacement(t)[0]).max() for t in np.arange(0, 14.8, 0.2))
     gusty = max(np.abs(crown.displacement(t)[0]).max() for t in np.arange(18, 28, 0.2))
-    assert calm < 1.5 and 7.0 < gusty < 14.0 < 1.5 * crown.amp + 2 * math.pi
+    assert calm < 1.5 and 7.0 < gusty < 1.5 * crown.amp + 3.0
 
 
 @pytest.mark.parametrize("name", ["foliage-gust-person", "insects-ir", "rain-streaks"])

@@ -93,12 +93,13 @@ class Crown:
         self.layer = layer
         yy, xx = np.mgrid[0:rh, 0:rw].astype(np.float32)
         height = np.clip((pad + h - yy) / h, 0.2, 1.0)  # the trunk end moves least
-        if coherent:
+        if coherent:  # one phase everywhere, the flutter too: the crown moves as one piece
             gain, phase = np.ones((rh, rw), np.float32), np.zeros((rh, rw), np.float32)
+            flutter_phase = np.full((rh, rw), float(rng.uniform(0, 2 * math.pi)), np.float32)
         else:
             gain = np.clip(0.85 + 0.15 * smooth_field(rng, (rh, rw), 5), 0.6, 1.1)
             phase = 1.4 * smooth_field(rng, (rh, rw), 4)
-        flutter_phase = 2.0 * smooth_field(rng, (rh, rw), 9)
+            flutter_phase = 2.0 * smooth_field(rng, (rh, rw), 9)
         # Only the part inside the frame is drawn; it samples the whole layer, so leaves beyond
         # the edge can sway into view.
         self.x0, self.y0 = max(0, rx0), max(0, ry0)
@@ -110,7 +111,6 @@ class Crown:
         fp = flutter_phase[view]
         self.flutter = (0.2 * base * np.cos(fp), 0.2 * base * np.sin(fp))
         self.lean_field = (lean * amp * height[view]).astype(np.float32)
-        self.crown_box = (max(0, x), max(0, y), min(W, x + w), min(H, y + h))
         self.hz = hz
         self.flutter_hz = flutter_hz if flutter_hz is not None else min(3.0, 2.3 * hz)
         self.envelope = envelope
