@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 import cv2
@@ -151,7 +151,7 @@ def sprite(h: float, phase: float, look: Look) -> tuple[np.ndarray, np.ndarray, 
     return grey, alpha, feet
 
 
-@cache
+@lru_cache(maxsize=64)  # bounded: a long run makes many people
 def _fabric_bank(seed: int) -> np.ndarray:
     """Folds and shading of the clothes: smooth +-6 grey levels, fixed per person."""
     rng = np.random.default_rng(seed)
