@@ -387,8 +387,8 @@ class MaxResolution(_Strict):
 
 
 class CameraConfig(_Strict):
-    url: RtspUrl
-    detect_url: RtspUrl | None = None
+    url: RtspUrl = Field(repr=False)  # a repr in a log line or traceback must not show the password
+    detect_url: RtspUrl | None = Field(None, repr=False)
     enabled: bool = True
     share: Literal["full", "events", "none"] = "full"
     privacy_masks: list[Polygon] = Field(default_factory=list)
@@ -959,7 +959,7 @@ def summary(config: Config) -> str:
         f"broker {mqtt.host}:{mqtt.port}, TLS {'yes' if mqtt.tls else 'no'}, "
         f"auth {'yes' if mqtt.username is not None else 'no'}"
         f"{' (with password file)' if mqtt.password_file else ''}, client id {mqtt.client_id}",
-        f"topics under {mqtt.topic_prefix}/{config.box.id}/, messages up to {human_size(mqtt.max_message_bytes)}",
+        f"topics under {mqtt.topic_prefix}/{config.box.id}/, messages up to {mqtt.max_message_bytes} bytes",
         *([f"Home Assistant discovery under {config.homeassistant.prefix}/"] if config.homeassistant.discovery else []),
         f"recording: budget {human_size(rec.max_bytes)}, segments of {rec.segment_seconds:g} s",
         f"cameras: {len(config.enabled_cameras)} enabled of {len(config.cameras)}",

@@ -773,6 +773,14 @@ def test_validation_error_itself_hides_input() -> None:
     assert "hunter2" not in str(info.value)
 
 
+def test_repr_of_a_camera_hides_its_urls() -> None:
+    config = parse_config(
+        minimal("cameras:\n  c1:\n    url: rtsp://u:hunter2@h/x\n    detect_url: rtsp://u:hunter2@h/y\n")
+    )
+    assert "hunter2" not in repr(config) and "hunter2" not in str(config.cameras)
+    assert config.cameras["c1"].url == "rtsp://u:hunter2@h/x"
+
+
 # ----------------------------------------------------------------------------------
 # Summary
 # ----------------------------------------------------------------------------------
