@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from edge import jpeg
 from edge.config import CameraConfig
 from edge.masks import polygon_mask
 
@@ -220,10 +221,7 @@ def compose(tiles: Sequence[Tile], title: str, now: float | None = None) -> np.n
 
 
 def encode(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return data.tobytes()
+    return jpeg.encode(image, quality)
 
 
 @dataclass
@@ -238,11 +236,12 @@ class MosaicCost:
         return {"made": self.made, "compose_cpu_s": round(self.compose_cpu_s, 4), "bytes": self.bytes}
 
 
-def make_jpeg(tiles: Sequence[Tile], title: str, cost: MosaicCost) -> bytes:
-    """Compose and encode, adding the CPU time it took (this thread's) to `cost`."""
+def make_jpeg(tiles: Sequence[Tile], title: str, cost: MosaicCost, max_bytes: int | None = None) -> bytes | None:
+    """Compose and encode under `max_bytes` (the broker's limit: lower quality, then smaller;
+    None when even that does not fit), adding the CPU time it took (this thread's) to `cost`."""
     started = time.thread_time()
-    jpeg = encode(compose(tiles, title))
+    data = jpeg.encode_under(compose(tiles, title), JPEG_QUALITY, max_bytes)
     cost.compose_cpu_s += time.thread_time() - started
     cost.made += 1
-    cost.bytes = len(jpeg)
-    return jpeg
+    cost.bytes = len(data or b"")
+    return data

@@ -7,7 +7,12 @@ insertion order, which keeps events in order per camera.
 Bound: the outbox holds at most `max_bytes` of payload. Past that, the oldest
 thumbnails go first, then the oldest `update` events; retained state messages are
 coalesced (only the newest per topic is kept); `start` and `end` events are never
-dropped (SPEC 3.1).
+dropped (SPEC 3.1). Answers to health requests are not coalesced (each request with an
+id gets its own answer) but only the newest MAX_REPLIES wait; they give way first.
+
+A message the broker refuses (too large for it) is given up with `refuse()`, so it
+never blocks the ones behind it; a refused thumbnail's event, if still queued, then
+says `thumbnail: false` (SPEC 3.1: whether the thumbnail was published).
 
 Open events: every `start` and `update` also records its event as open, in the same
 transaction, and its `end` removes it. Whatever is still open when the daemon starts
@@ -42,10 +47,12 @@ class Kind(StrEnum):
     UPDATE = "update"  # event update: dropped after thumbnails
     THUMBNAIL = "thumbnail"  # dropped first
     STATE = "state"  # retained state (motion, snapshot, health): newest per topic only
+    REPLY = "reply"  # a health answer to a request with an id: one each, newest MAX_REPLIES kept
 
 
 # Lower number = dropped earlier when over budget. EVENT is absent: never dropped.
-_DROP_ORDER = (Kind.THUMBNAIL, Kind.UPDATE, Kind.STATE)
+_DROP_ORDER = (Kind.REPLY, Kind.THUMBNAIL, Kind.UPDATE, Kind.STATE)
+MAX_REPLIES = 64  # health answers waiting at once: a burst of requests cannot fill the outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +222,19 @@ class Outbox:
                 (topic, data, qos, int(retain), kind.value, time.time()),
             )
             self._bytes += len(data)
+            if kind is Kind.REPLY:
+                self._bound_replies()
             self._enforce_bound()
+
+    def _bound_replies(self) -> None:
+        """Only the newest MAX_REPLIES health answers wait: the oldest requester gave up long ago."""
+        removed = self._db.execute(
+            "DELETE FROM outbox WHERE kind = ? AND seq NOT IN "
+            "(SELECT seq FROM outbox WHERE kind = ? ORDER BY seq DESC LIMIT ?) RETURNING LENGTH(payload)",
+            (Kind.REPLY.value, Kind.REPLY.value, MAX_REPLIES),
+        ).fetchall()
+        self._bytes -= sum(r[0] for r in removed)
+        self.dropped += len(removed)
 
     def _mark(self, event: dict[str, object], data: bytes) -> None:
         if event["type"] == "end":
@@ -307,6 +326,39 @@ class Outbox:
         self._bytes -= sum(r[0] for r in removed)
         self._acked_unsaved.clear()
 
+    def refuse(self, message: Message) -> None:
+        """Give up a message the broker refuses: it leaves the queue like an acknowledged
+        one, and a thumbnail's event still waiting says it has none."""
+        self.ack([message.seq])
+        parts = message.topic.rsplit("/", 3)
+        if message.kind is Kind.THUMBNAIL and len(parts) == 4 and parts[1:4:2] == ["events", "thumbnail"]:
+            self._unannounce_thumbnail(parts[0] + "/events", parts[2])
+
+    def _unannounce_thumbnail(self, events_topic: str, event_id: str) -> None:
+        """Queued messages of event `event_id` (and its open-event record) say `thumbnail: false`."""
+        kinds = (Kind.EVENT.value, Kind.UPDATE.value)
+        try:
+            with self._db:
+                for seq, payload in self._db.execute(
+                    "SELECT seq, payload FROM outbox WHERE topic = ? AND kind IN (?, ?)", (events_topic, *kinds)
+                ).fetchall():
+                    changed = _without_thumbnail(bytes(payload), event_id)
+                    if changed is not None:
+                        self._db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (changed, seq))
+                        self._bytes += len(changed) - len(payload)
+                for (payload,) in self._db.execute(
+                    "SELECT payload FROM open_events WHERE event_id = ?", (event_id,)
+                ).fetchall():
+                    changed = _without_thumbnail(bytes(payload), event_id)
+                    if changed is not None:
+                        self._db.execute("UPDATE open_events SET payload = ? WHERE event_id = ?", (changed, event_id))
+        except sqlite3.Error as exc:
+            self._log.warning("outbox_unannounce_failed", event_id=event_id[:100], error=str(exc))
+        for index, (memory_id, pending) in enumerate(self._spill):
+            changed = _without_thumbnail(pending[1], event_id) if pending[0] == events_topic else None
+            if changed is not None:
+                self._spill[index] = (memory_id, (pending[0], changed, *pending[2:]))
+
     @property
     def pending(self) -> int:
         try:
@@ -321,3 +373,15 @@ class Outbox:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _without_thumbnail(payload: bytes, event_id: str) -> bytes | None:
+    """The event JSON with `thumbnail: false` when it is event `event_id`'s and says true; else None."""
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or event.get("id") != event_id or event.get("thumbnail") is not True:
+        return None
+    event["thumbnail"] = False
+    return json.dumps(event, separators=(",", ":"), allow_nan=False).encode()

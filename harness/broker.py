@@ -51,7 +51,11 @@ class Mosquitto:
 
     With `tls` (e.g. harness.tls.ServerTls: ca_file, cert_file, key_file) the listener
     speaks TLS only; with `password_file` (mosquitto_passwd format) anonymous clients
-    are refused, as on a district broker."""
+    are refused, as on a district broker.
+
+    `message_size_limit` makes the broker refuse larger payloads (MQTT 5: PUBACK reason
+    149; 3.1.1: acknowledged and dropped); `max_packet_size` makes it drop the connection
+    of a client that sends a larger packet, with no reason given: strict brokers do both."""
 
     def __init__(
         self,
@@ -61,6 +65,8 @@ class Mosquitto:
         *,
         tls: _TlsFiles | None = None,
         password_file: Path | None = None,
+        message_size_limit: int | None = None,
+        max_packet_size: int | None = None,
     ) -> None:
         self.port = port or free_port()
         self.host = "127.0.0.1"
@@ -69,6 +75,11 @@ class Mosquitto:
         self._persistent = persistent
         self._tls = tls
         self._password_file = password_file
+        self._limits = [
+            f"{key} {value}"
+            for key, value in (("message_size_limit", message_size_limit), ("max_packet_size", max_packet_size))
+            if value is not None
+        ]
         self._proc: subprocess.Popen[bytes] | None = None
 
     def _write_conf(self) -> Path:
@@ -90,6 +101,7 @@ class Mosquitto:
                 if self._persistent
                 else ["persistence false"]
             ),
+            *self._limits,
             "log_dest stderr",
             "log_type error",
             "log_type warning",

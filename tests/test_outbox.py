@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from edge.outbox import Kind, Outbox
+from edge.outbox import MAX_REPLIES, Kind, Outbox
 
 
 def test_messages_come_back_in_order_until_acked(tmp_path: Path) -> None:
@@ -135,3 +135,36 @@ def test_memory_held_messages_obey_the_bound_and_never_drop_starts_or_ends(tmp_p
     kinds = [m.kind for m in box.peek(100)]
     assert kinds.count(Kind.EVENT) == 20 and kinds.count(Kind.THUMBNAIL) < 20
     assert box.dropped == 20 - kinds.count(Kind.THUMBNAIL)
+
+
+def test_health_answers_are_each_kept_but_only_the_newest_max_replies(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite")
+    box.put("p/health", b'{"id":null}', 1, True, Kind.STATE)
+    for i in range(MAX_REPLIES + 5):
+        box.put("p/health", f'{{"id":"r{i}"}}', 1, True, Kind.REPLY)
+    box.put("p/health", b'{"id":null,"status":"degraded"}', 1, True, Kind.STATE)  # coalesces states only
+    payloads = [m.payload for m in box.peek(1000)]
+    assert payloads[0] == b'{"id":"r5"}' and payloads[-2] == f'{{"id":"r{MAX_REPLIES + 4}"}}'.encode()
+    assert len(payloads) == MAX_REPLIES + 1 and box.dropped == 5
+    assert box.pending_bytes == sum(map(len, payloads))
+
+
+def test_a_refused_thumbnail_leaves_and_its_queued_event_says_it_has_none(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite")
+    box.put("p/events/cam-1/thumbnail", b"\xff\xd8\xff" + b"j" * 100, 1, False, Kind.THUMBNAIL)
+    box.put_event("p/events", {**_event("start"), "thumbnail": True}, Kind.EVENT)
+    box.put_event("p/events", {**_event("start", "other-1", "other"), "thumbnail": True}, Kind.EVENT)
+    [thumb, *_] = box.peek(10)
+    box.refuse(thumb)
+    events = [json.loads(m.payload) for m in box.peek(10)]
+    assert [(e["id"], e["thumbnail"]) for e in events] == [("cam-1", False), ("other-1", True)]
+    assert [e.payload["thumbnail"] for e in box.open_events()] == [False, True]  # an interrupted end says so too
+    assert box.pending_bytes == sum(len(m.payload) for m in box.peek(10))
+
+
+def test_a_refused_message_of_another_kind_just_leaves(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite")
+    box.put("p/cameras/cam/snapshot", b"\xff\xd8\xff" + b"j" * 100, 1, True, Kind.STATE)
+    box.put_event("p/events", {**_event("start"), "thumbnail": True}, Kind.EVENT)
+    box.refuse(box.peek(1)[0])
+    assert [json.loads(m.payload)["thumbnail"] for m in box.peek(10)] == [True]
