@@ -45,13 +45,20 @@ NOMINAL_DT_S, MAX_DT_S = 0.2, 2.0  # dt assumed for the first frame; longer gaps
 NOISE_INITIAL = 2.0
 RECENT_TAU_S = 0.29  # "changing" remembers a change for about 0.6 s
 FRESH_CHANGE = 0.2  # ... and "fresh" for about 0.4 s
-BUSY_TAU_S, BUSY_LIMIT = 6.6, 0.35  # ~7 s to learn a busy pixel, longer to forget it
+BUSY_TAU_S, BUSY_LIMIT = 6.6, 0.35
+# Activity: how often a pixel changed between analysed frames lately (motion or not).
+# Above SWAYING, the pixel has been moving lately (foliage, a flag) and is compared with
+# a pixel's tolerance; elsewhere exactly, so a faint walker on still grass is not forgiven.
+ACTIVITY_TAU_S, ACTIVITY_LEARN_S, SWAYING = 5.0, 2.0, 0.02  # ~7 s to learn a busy pixel, longer to forget it
 MIN_SHAKE_RESPONSE, MAX_SHAKE_PX = 0.1, 10.0
 STEP_MIN_CHANGING = 0.02  # an object changed in this share of its pixels in the last two frames
 # Moving light: a changed region over textured background (RMS LoG at least 2 grey
 # levels) whose log-ratio to the background is smooth (edge energy at most a quarter
 # of the background's own, in the log domain) is light, not an object.
 RELIT_SMOOTHNESS, RELIT_MIN_TEXTURE = 0.6, 1.5
+# ... or, textured or not, a change whose edges take this many pixels to reach its mean
+# strength: light and shadow fade in; an object's outline is a pixel or two wide.
+SOFT_EDGE_PX = 3.0
 # Night contrast normalisation: in a scene both dim and flat (below a typical day
 # scene's mean and standard deviation) the grey-level floor of the threshold scales down.
 BRIGHTNESS_DAY, CONTRAST_DAY, CONTRAST_MIN_SCALE, CONTRAST_EVERY_S = 80.0, 24.0, 0.25, 1.6
@@ -126,6 +133,7 @@ class MotionDetector:
         self._last_t: float | None = None
         self._fast_until = float("-inf")  # set from the first frame's time
         self._contrast_due = float("-inf")
+        self._learnt_at = float("inf")
         self._floor_now = self._floor
         self._tracker.reset()
 
@@ -158,6 +166,7 @@ class MotionDetector:
         self._noise = np.full_like(frame, NOISE_INITIAL)
         self._recent = np.zeros_like(frame)
         self._busy = np.zeros_like(frame)
+        self._activity = np.zeros_like(frame)
         return MotionResult(False, 0.0, None, "warmup")
 
     def _contrast_floor(self) -> float:
@@ -200,6 +209,7 @@ class MotionDetector:
         if self._bg is None:
             self._unclipped = unclipped
             self._fast_until = t + FAST_S
+            self._learnt_at = t + ACTIVITY_LEARN_S
             return self._start(frame)
         bg, prev, noise = self._bg, self._prev, self._noise
 
@@ -214,7 +224,16 @@ class MotionDetector:
             self._contrast_due = t + CONTRAST_EVERY_S
             self._floor_now = self._contrast_floor()
         threshold = cv2.max(noise * self._k, self._floor_now)
-        diff_bg = _tolerant_diff(adjusted, bg)
+        # Where pixels have been moving in place, a pixel's shift is forgiven (foliage); elsewhere
+        # nothing is (a faint walker on textured grass stays inside its neighbours' range).
+        # Until the activity map is learnt (ACTIVITY_LEARN_S after start), every pixel is forgiven.
+        if t < self._learnt_at:
+            diff_bg = _tolerant_diff(adjusted, bg)
+        else:
+            diff_bg = cv2.absdiff(adjusted, bg)
+            swaying = cv2.compare(self._activity, SWAYING * 255, cv2.CMP_GT)
+            if cv2.countNonZero(swaying):
+                cv2.copyTo(_tolerant_diff(adjusted, bg), cv2.dilate(swaying, _GROW), diff_bg)
         different = cv2.compare(diff_bg, threshold, cv2.CMP_GT)
         different = cv2.bitwise_and(different, usable)
         changed = cv2.countNonZero(different) / self._valid_count
@@ -234,6 +253,7 @@ class MotionDetector:
 
         # Scores below are kept on the 0..255 scale of the uint8 masks (no conversions).
         changing_now = cv2.compare(cv2.absdiff(adjusted, prev), threshold, cv2.CMP_GT)
+        cv2.accumulateWeighted(changing_now, self._activity, _weight(ACTIVITY_TAU_S, dt))
         cv2.accumulateWeighted(changing_now, self._recent, _weight(RECENT_TAU_S, dt))
         changing = cv2.dilate(cv2.compare(self._recent, 0.1 * 255, cv2.CMP_GT), _GROW)
         moving = cv2.bitwise_and(different, changing)
@@ -305,14 +325,18 @@ class MotionDetector:
             if cv2.countNonZero(cv2.bitwise_and(fresh[box], blobs[box])) < STEP_MIN_CHANGING * pixels:
                 stepped = True
                 continue
-            m = cv2.moments(contour)
-            cx, cy = (m["m10"] / m["m00"], m["m01"] / m["m00"]) if m["m00"] else (x + w / 2, y + h / 2)
-            candidates.append(Blob.at((x, y, w, h), pixels, (cx, cy), self._size))
+            candidates.append(self._blob(contour, (x, y, w, h), pixels))
         if not candidates:
             return [], stepped
         relit = _relit(candidates, cv2.bitwise_and(blobs, usable), frame, bg)
         kept = [c for c, lit in zip(candidates, relit, strict=True) if not lit]
         return kept, stepped or len(kept) < len(candidates)
+
+    def _blob(self, contour: np.ndarray, box: tuple[int, int, int, int], pixels: float, at=(0, 0)) -> Blob:
+        m = cv2.moments(contour)
+        x, y, w, h = box
+        cx, cy = (m["m10"] / m["m00"], m["m01"] / m["m00"]) if m["m00"] else (x + w / 2, y + h / 2)
+        return Blob.at((x + at[0], y + at[1], w, h), pixels, (cx + at[0], cy + at[1]), self._size)
 
 
 def _weight(tau: float, dt: float) -> float:
@@ -349,14 +373,26 @@ def _relit(boxes: list[Blob], blobs: np.ndarray, frame: np.ndarray, bg: np.ndarr
     log_bg = cv2.log(bg[roi] + 1.0)
     ratio = cv2.subtract(cv2.log(frame[roi] + 1.0), log_bg)
     maps = (_edge_energy(bg[roi]), _edge_energy(log_bg), _edge_energy(ratio))
+    slope = _slope(ratio)
     verdicts = []
     for b in boxes:
-        x, y, w, h = b.x, b.y, b.w, b.h
-        box = (slice(y - y0, y - y0 + h), slice(x - x0, x - x0 + w))
-        mask = blobs[y : y + h, x : x + w]
+        box = (slice(b.y - y0, b.y - y0 + b.h), slice(b.x - x0, b.x - x0 + b.w))
+        mask = blobs[b.y : b.y + b.h, b.x : b.x + b.w]
         texture, log_texture, ratio_energy = (cv2.mean(m[box], mask=mask)[0] for m in maps)
-        verdicts.append(texture >= RELIT_MIN_TEXTURE**2 and ratio_energy <= RELIT_SMOOTHNESS**2 * log_texture)
+        relit = texture >= RELIT_MIN_TEXTURE**2 and ratio_energy <= RELIT_SMOOTHNESS**2 * log_texture
+        # Soft: the change takes several pixels to reach its full strength at every edge
+        # (a cloud's shadow, a light pool): an object's outline is sharp at this size.
+        edge_width = abs(cv2.mean(ratio[box], mask=mask)[0]) / max(1e-6, float(slope[box].max()))
+        verdicts.append(relit or edge_width >= SOFT_EDGE_PX)
     return verdicts
+
+
+def _slope(ratio: np.ndarray) -> np.ndarray:
+    """Steepest change per pixel of the (lightly smoothed) log-ratio to the background."""
+    smooth = cv2.GaussianBlur(ratio, (5, 5), 0)
+    gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
+    gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
+    return cv2.magnitude(gx, gy)
 
 
 def _edge_energy(img: np.ndarray) -> np.ndarray:

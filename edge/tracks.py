@@ -40,29 +40,31 @@ class Blob:
     w: int
     h: int
     pixels: float
-    cx: float  # where the blob is: its centre, or along an axis where it touches one
-    cy: float  # border of the view (coming in or leaving), its edge away from that border
-    border: tuple[int, int] = (0, 0)  # per axis: -1 touches the low border, 1 the high, 0 neither
+    cx: float
+    cy: float
+    border: tuple[int, int] = (0, 0)  # per axis: -1 touches the low border, 1 the high, 0 neither or both
 
     @classmethod
     def at(
         cls, box: tuple[int, int, int, int], pixels: float, centre: tuple[float, float], view: tuple[int, int]
     ) -> Blob:
-        """A blob's position: a person walking in from the edge grows from it, and only
-        the edge away from the border shows how far they have come."""
         x, y, w, h = box
-        bx, cx = _axis(x, w, view[0], centre[0])
-        by, cy = _axis(y, h, view[1], centre[1])
-        return cls(x, y, w, h, pixels, cx, cy, (bx, by))
+        return cls(x, y, w, h, pixels, centre[0], centre[1], (_side(x, w, view[0]), _side(y, h, view[1])))
+
+    def where(self, border: tuple[int, int]) -> tuple[float, float]:
+        """Its position for a track that began touching `border`: a person walking in from
+        the edge grows out of it, and only the edge away from that border shows how far
+        they have come (their centre moves at half their speed)."""
+        return (_along(self.x, self.w, self.cx, border[0]), _along(self.y, self.h, self.cy, border[1]))
 
 
-def _axis(start: int, length: int, size: int, centre: float) -> tuple[int, float]:
+def _side(start: int, length: int, size: int) -> int:
     low, high = start <= 0, start + length >= size
-    if low and not high:
-        return -1, float(start + length)
-    if high and not low:
-        return 1, float(start)
-    return 0, centre
+    return -1 if low and not high else 1 if high and not low else 0
+
+
+def _along(start: int, length: int, centre: float, side: int) -> float:
+    return float(start + length) if side < 0 else float(start) if side > 0 else centre
 
 
 @dataclass(slots=True)
@@ -72,6 +74,7 @@ class Track:
     first_t: float
     last_t: float
     last: Blob
+    border: tuple[int, int] = (0, 0)  # of its first sighting: how its position is measured
     sightings: int = 1
     confirmed: bool = False
     path: list[tuple[float, float]] = field(default_factory=list)
@@ -104,7 +107,7 @@ class Tracker:
         for blob in sorted(blobs, key=lambda b: -b.pixels):
             track = _nearest(blob, free, t)
             if track is None:
-                track = Track(t, t, blob, path=[(blob.cx, blob.cy)])
+                track = Track(t, t, blob, blob.border, path=[blob.where(blob.border)])
                 known = [other for other in self.tracks if other.confirmed] + self.stopped
                 track.confirmed = any(_part_of(blob, other) for other in known)
                 self.tracks.append(track)
@@ -137,12 +140,9 @@ def _part_of(blob: Blob, track: Track) -> bool:
 
 
 def _extend(track: Track, blob: Blob, t: float) -> None:
-    if blob.border != track.last.border:
-        # Its position is measured another way from now on (it came in off the border).
-        track.path = []
     track.last, track.last_t = blob, t
     track.sightings += 1
-    track.path.append((blob.cx, blob.cy))
+    track.path.append(blob.where(track.border))
     del track.path[:-HISTORY]
     age = t - track.first_t
     if not track.confirmed and age >= FAST_AGE_S:
@@ -160,5 +160,11 @@ def _travelled(track: Track, factor: float) -> bool:
     net = math.hypot(x1 - x0, y1 - y0)
     if net < factor * max(TRAVEL_MIN_PX, TRAVEL_SIZE * track.size()):
         return False
+    return _straightness(path) >= STRAIGHTNESS
+
+
+def _straightness(path: list[tuple[float, float]]) -> float:
+    """Net travel over path length: 1 for a straight walk, near 0 for a zig-zag."""
+    (x0, y0), (x1, y1) = path[0], path[-1]
     length = sum(math.hypot(bx - ax, by - ay) for (ax, ay), (bx, by) in zip(path, path[1:], strict=False))
-    return net >= STRAIGHTNESS * length
+    return math.hypot(x1 - x0, y1 - y0) / length if length else 0.0

@@ -48,7 +48,7 @@ def test_an_object_coming_in_from_the_edge_is_measured_by_its_leading_edge() -> 
         result = tracker.update([b], i / 5)[0][1]
         if result.confirmed:
             break
-    assert result is not None and result.confirmed and result.last.cx == result.last.w
+    assert result is not None and result.confirmed and result.path[-1][0] == result.last.w
 
 
 def test_a_part_of_a_travelling_object_and_a_person_who_stopped_are_not_judged_again() -> None:
