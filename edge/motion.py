@@ -227,10 +227,11 @@ class MotionDetector:
         # Where pixels have been moving in place, a pixel's shift is forgiven (foliage); elsewhere
         # nothing is (a faint walker on textured grass stays inside its neighbours' range).
         # Until the activity map is learnt (ACTIVITY_LEARN_S after start), every pixel is forgiven.
+        exact = cv2.absdiff(adjusted, bg)
         if t < self._learnt_at:
             diff_bg = _tolerant_diff(adjusted, bg)
         else:
-            diff_bg = cv2.absdiff(adjusted, bg)
+            diff_bg = exact.copy()
             swaying = cv2.compare(self._activity, SWAYING * 255, cv2.CMP_GT)
             if cv2.countNonZero(swaying):
                 cv2.copyTo(_tolerant_diff(adjusted, bg), cv2.dilate(swaying, _GROW), diff_bg)
@@ -253,7 +254,10 @@ class MotionDetector:
 
         # Scores below are kept on the 0..255 scale of the uint8 masks (no conversions).
         changing_now = cv2.compare(cv2.absdiff(adjusted, prev), threshold, cv2.CMP_GT)
-        cv2.accumulateWeighted(changing_now, self._activity, _weight(ACTIVITY_TAU_S, dt))
+        # Activity: departed from the background and from the last frame, exactly (night
+        # noise rarely does both; a leaf does it all the time).
+        active = cv2.bitwise_and(changing_now, cv2.compare(exact, threshold, cv2.CMP_GT))
+        cv2.accumulateWeighted(active, self._activity, _weight(ACTIVITY_TAU_S, dt))
         cv2.accumulateWeighted(changing_now, self._recent, _weight(RECENT_TAU_S, dt))
         changing = cv2.dilate(cv2.compare(self._recent, 0.1 * 255, cv2.CMP_GT), _GROW)
         moving = cv2.bitwise_and(different, changing)
