@@ -174,6 +174,7 @@ class MqttLink:
         # Refused messages (see the module notes).
         self.max_message_bytes = config.max_message_bytes  # lowered below each size the broker refused
         self.refused = 0
+        self._largest_accepted = 0  # bytes of the largest message the broker acknowledged: size was not it
         self._in_flight: dict[tuple[str, object], _Sent] = {}  # sent, not answered yet
         self._volatile: deque[_Sent] = deque(maxlen=8)  # the last QoS 0 publishes: no answer ever comes
         self._suspect: tuple[str, object] | None = None
@@ -313,8 +314,9 @@ class MqttLink:
                 continue  # a thumbnail given up: its queued event now says so, peek it afresh
             sendable = list(zip(batch, payloads, strict=True))
             results = await asyncio.gather(*(self._send(client, m, p) for m, p in sendable), return_exceptions=True)
-            acked = [m.seq for (m, _p), r in zip(sendable, results, strict=True) if r == 0]
-            self._outbox.ack(acked)
+            acked = [(m.seq, len(p)) for (m, p), r in zip(sendable, results, strict=True) if r == 0]
+            self._outbox.ack([seq for seq, _size in acked])
+            self._largest_accepted = max([self._largest_accepted, *(size for _seq, size in acked)])
             for (message, payload), result in zip(sendable, results, strict=True):
                 if isinstance(result, int) and result >= 0x80:
                     self._refused(message, len(payload), f"PUBACK reason code {result}", result == PACKET_TOO_LARGE)
@@ -357,7 +359,7 @@ class MqttLink:
             and jpeg.is_jpeg(message.payload)
             and self.payload_limit(message.topic) < size
         )
-        action = "shrink" if shrinkable else "give up" if message is not None else "send smaller ones"
+        action = "shrink" if shrinkable else "give up" if message is not None else "smaller" if too_large else "none"
         self._log.warning(
             "mqtt_message_refused",
             topic=(message.topic if message is not None else "volatile")[:200],
@@ -393,7 +395,7 @@ class MqttLink:
         if self._strikes >= REFUSAL_STRIKES:
             self._suspect, self._strikes = None, 0
             reason = f"the broker closed the connection right after it {REFUSAL_STRIKES} times in a row"
-            self._refused(suspect.message, suspect.size, reason, too_large=True)
+            self._refused(suspect.message, suspect.size, reason, too_large=suspect.size > self._largest_accepted)
 
     async def publish_volatile(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
         """Publish now if connected (stats, mosaic); dropped otherwise: they are superseded."""
