@@ -23,11 +23,13 @@ from edge.backoff import Backoff
 from edge.config import CameraConfig, EventConfig
 from edge.events import Event, EventTracker, TrackerStep
 from edge.idle import Action, IdleController, SizeTrust
+from edge.limits import FormatGuard, SizeLimit
 from edge.logs import get_logger
 from edge.mosaic import Frame, TileGrabber
 from edge.motion import MotionDetector
 from edge.recorder import SegmentRecorder
 from edge.redact import redact_url
+from edge.schedule import DetectSchedule
 from edge.source import (
     FrameClock,
     IdleDecoder,
@@ -115,16 +117,27 @@ def luma_view(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="gray")
 
 
+def _limit(camera: CameraConfig) -> SizeLimit:
+    """The size limit of the stream the camera worker decodes: the sub-stream's, or the
+    main stream's when there is no separate sub-stream."""
+    if camera.detect_url is not None and camera.detect_url != camera.url:
+        return SizeLimit(*camera.max_resolution.detect, "max_resolution.detect")
+    return SizeLimit(*camera.max_resolution.record, "max_resolution.record")
+
+
 class StreamWorker:
     """A thread that keeps one RTSP stream open: reconnects with backoff and jitter,
     keeps `status.state`/`error` current, reconnects a stream that stalls (judged by
     its own frame rate, edge.source.FrameClock). Subclasses say what to do with the packets."""
 
-    def __init__(self, camera_id: str, url: str, source_options: SourceOptions | None, role: str) -> None:
+    def __init__(
+        self, camera_id: str, url: str, source_options: SourceOptions | None, role: str, limit: SizeLimit
+    ) -> None:
         self.camera_id = camera_id
         self.status = CameraStatus()
         self._url = url
         self._source_options = source_options or SourceOptions()
+        self._guard = FormatGuard(limit)  # max_resolution, decoder memory, resolution flapping
         self._stop = threading.Event()
         self._log = get_logger(camera=camera_id, role=role, url=redact_url(url))
         self._thread = threading.Thread(target=self._run, name=f"{role}-{camera_id}", daemon=True)
@@ -159,7 +172,7 @@ class StreamWorker:
                 self.status.reconnects += 1
             first = False
             try:
-                container = open_stream(self._url, self._source_options, poll)
+                container = open_stream(self._url, self._source_options, poll, self._guard.limit.max_pixels)
                 self.status.heartbeat_monotonic = time.monotonic()  # an open may take its whole timeout
                 clock = FrameClock(self._source_options, poll)
                 try:
@@ -180,7 +193,7 @@ class StreamWorker:
                 backoff.initial, backoff.maximum = _SLOW_BACKOFF
             self.status.state = CameraState.FAILED if error.fatal else CameraState.RECONNECTING
             self.status.error = str(error)
-            delay = backoff.next_delay()
+            delay = error.retry_in if error.retry_in is not None else backoff.next_delay()
             self._log.warning(
                 "camera_down", state=self.status.state.value, error=str(error), retry_in_s=round(delay, 1)
             )
@@ -204,21 +217,35 @@ class StreamWorker:
     def _serve(self, container: av.container.InputContainer, backoff: Backoff, clock: FrameClock) -> None:
         raise NotImplementedError
 
+    def _select(self, container: av.container.InputContainer) -> tuple[av.VideoStream, av.AudioStream | None]:
+        """The streams to use, once their format passed the guard (a SourceError if not)."""
+        video, audio = select_streams(container)
+        self._guard.opened(video)
+        return video, audio
+
     def _on_down(self, stopping: bool) -> None:
         """The stream is gone (or the worker is stopping)."""
 
 
 class RecordWorker(StreamWorker):
-    """Records a camera's main stream when detection uses a separate sub-stream: no decoding."""
+    """Records a camera's main stream when detection uses a separate sub-stream: no decoding.
+
+    `max_size`: the camera's max_resolution.record (default: the recorder's)."""
 
     def __init__(
-        self, camera_id: str, url: str, recorder: SegmentRecorder, source_options: SourceOptions | None = None
+        self,
+        camera_id: str,
+        url: str,
+        recorder: SegmentRecorder,
+        source_options: SourceOptions | None = None,
+        max_size: tuple[int, int] | None = None,
     ) -> None:
-        super().__init__(camera_id, url, source_options, role="record")
+        limit = SizeLimit(*(max_size or recorder.max_size), "max_resolution.record")
+        super().__init__(camera_id, url, source_options, role="record", limit=limit)
         self.recorder = recorder
 
     def _serve(self, container: av.container.InputContainer, backoff: Backoff, clock: FrameClock) -> None:
-        video, audio = select_streams(container)
+        video, audio = self._select(container)
         self.recorder.begin(video, audio)
         streams = [video] + ([audio] if audio is not None else [])
         for packet in demux_packets(container, streams, self._url, clock, self._stop):
@@ -226,7 +253,9 @@ class RecordWorker(StreamWorker):
                 return
             if self.status.state is not CameraState.STREAMING:
                 self._streaming(backoff, video.codec_context.width, video.codec_context.height)
-            self.status.frames_in += packet.stream is video
+            if packet.stream is video:
+                self._guard.packet(packet)
+                self.status.frames_in += 1
             self.status.last_frame_monotonic = self.status.heartbeat_monotonic = time.monotonic()
             self.recorder.write(packet)
 
@@ -247,7 +276,7 @@ class CameraWorker(StreamWorker):
         source_options: SourceOptions | None = None,
         recorder: SegmentRecorder | None = None,
     ) -> None:
-        super().__init__(camera_id, camera.effective_detect_url, source_options, role="camera")
+        super().__init__(camera_id, camera.effective_detect_url, source_options, role="camera", limit=_limit(camera))
         self.camera = camera
         self.recorder = recorder
         self._sink = sink
@@ -259,7 +288,7 @@ class CameraWorker(StreamWorker):
         self._best_image: np.ndarray | None = None
         self._best_unpublished = False
         self._detect_requested = True
-        self._last_detect = 0.0
+        self._schedule = DetectSchedule(camera.motion.detect_fps)  # the evaluation's too
         # The mosaic's tile (edge/mosaic.py), grabbed only when asked for and only for a
         # share: full camera, masks applied in the grab: no other copy of the frame is kept.
         self._grabber = TileGrabber(camera.privacy_masks) if camera.share == "full" else None
@@ -287,7 +316,7 @@ class CameraWorker(StreamWorker):
         self._emit(step)
 
     def _serve(self, container: av.container.InputContainer, backoff: Backoff, clock: FrameClock) -> None:
-        video, audio = select_streams(container)
+        video, audio = self._select(container)
         streams = [video]
         if self.recorder is not None:
             self.recorder.begin(video, audio)
@@ -301,6 +330,7 @@ class CameraWorker(StreamWorker):
                 return
             self.status.heartbeat_monotonic = time.monotonic()
             if packet.stream is video:
+                self._guard.packet(packet)  # before the decoder sees its parameter sets
                 self._video_packet(packet, decoder, backoff)
             if self.recorder is not None:
                 self.recorder.write(packet)  # after decoding: write() rebases the packet
@@ -315,6 +345,7 @@ class CameraWorker(StreamWorker):
             self.status.last_frame_monotonic = time.monotonic()
             return
         for frame, at in decoder.timed(frames, arrival):
+            self._guard.frame(frame.width, frame.height)
             if self.status.state is not CameraState.STREAMING:
                 self._streaming(backoff, frame.width, frame.height)
             self._on_frame(frame, self._backlog.stale(at, frame.time), at)
@@ -355,12 +386,12 @@ class CameraWorker(StreamWorker):
             self._apply_detect(self._detect_requested)
         if not status.detect_enabled:
             return
-        if now_mono - self._last_detect < 0.95 / self.camera.motion.detect_fps:
+        if not self._schedule.due(now_mono):
             return
         if stale:
             status.frames_skipped += 1
             return
-        self._last_detect = now_mono
+        self._schedule.mark(now_mono)
         t = time.time() - late
         result = self._detector.process(luma_view(frame), t)
         status.frames_detect += 1

@@ -27,6 +27,7 @@ import av
 
 from edge.index import RecordingIndex
 from edge.logs import get_logger
+from edge.sps import parse_sps
 
 MAX_GAP_S = 5.0  # a timestamp leap larger than this is a discontinuity
 MAX_DRIFT_S = 3.0  # re-anchor to the clock when the stream's time drifts this far
@@ -102,14 +103,33 @@ def parameter_sets(data: bytes, codec: str) -> tuple[bytes, ...]:
     return tuple(found)
 
 
-def coded_size(data: bytes, codec: str) -> tuple[int, int] | None:
-    """Width and height of one key frame, decoded on its own (only when the format changed)."""
+def coded_size(data: bytes, codec: str, max_pixels: int) -> tuple[int, int] | None:
+    """Width and height of one key frame (only when the format changed): what its SPS
+    says, else decoded on its own, never into a picture larger than `max_pixels`."""
+    for nal in parameter_sets(data, codec):
+        info = parse_sps(nal, codec)
+        if info is not None:
+            return info.width, info.height
     try:
         decoder = av.CodecContext.create(codec, "r")
+        decoder.options = {"max_pixels": str(max_pixels)}
         frames = decoder.decode(av.Packet(data)) + decoder.decode(None)
     except (av.error.FFmpegError, ValueError):
         return None
     return (frames[0].width, frames[0].height) if frames else None
+
+
+def _discard(path: Path, file: SegmentFile | None, output: av.container.OutputContainer | None) -> None:
+    """Undo a segment start that failed: close what was opened, remove the file (a header
+    without fragments is worth nothing)."""
+    with contextlib.suppress(OSError, av.error.FFmpegError):
+        if output is not None:
+            output.close()
+    with contextlib.suppress(OSError):
+        if file is not None:
+            file.close()
+    with contextlib.suppress(OSError):  # EROFS even when missing, on a read-only disk
+        path.unlink(missing_ok=True)
 
 
 def fsync_path(path: Path) -> None:
@@ -131,10 +151,48 @@ def segment_relpath(camera: str, start: float, taken: Callable[[str], bool]) -> 
     return path
 
 
+class SegmentFile:
+    """A segment's file descriptor, owned by the recorder rather than by FFmpeg.
+
+    PyAV opens a path only when the header is written and, when that fails (a stream
+    without a picture size: EINVAL; a full disk), never closes it: 25 deleted `.mp4`
+    files stayed open per reconnect of a camera sending junk. Handed to PyAV as a file
+    object, it is closed here whatever happened. Writes go straight to the descriptor
+    (no Python buffer), so a fragment is on disk as soon as FFmpeg flushes it."""
+
+    def __init__(self, path: Path) -> None:
+        self.name = str(path)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        return len(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return os.lseek(self._fd, offset, whence)
+
+    def tell(self) -> int:
+        return os.lseek(self._fd, 0, os.SEEK_CUR)
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
 @dataclass
 class OpenSegment:
     relpath: str
     path: Path
+    file: SegmentFile
     output: av.container.OutputContainer
     video_out: av.VideoStream
     audio_out: av.AudioStream | None
@@ -169,8 +227,10 @@ class SegmentRecorder:
         on_disk_full: Callable[[], None] = lambda: None,
         on_error: Callable[[BaseException], None] = lambda exc: None,
         ready: Callable[[], bool] = lambda: True,
+        max_size: tuple[int, int] = (4096, 2160),
     ) -> None:
         self.camera = camera
+        self.max_size = max_size  # the camera's max_resolution.record: the recording worker refuses larger
         self._dir = recordings_dir
         self._index = index
         self._segment_seconds = segment_seconds
@@ -285,9 +345,12 @@ class SegmentRecorder:
             start = now
         relpath = segment_relpath(self.camera, start, lambda p: (self._dir / p).exists())
         path = self._dir / relpath
+        file: SegmentFile | None = None
+        output: av.container.OutputContainer | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            output = av.open(str(path), "w", format="mp4", options=MUX_OPTIONS)
+            file = SegmentFile(path)
+            output = av.open(file, "w", format="mp4", options=MUX_OPTIONS)
             video_out = output.add_stream_from_template(self._video)
             if params != self._template_params:
                 self._describe_format(video_out, params, data)
@@ -295,10 +358,11 @@ class SegmentRecorder:
             output.start_encoding()
         except (OSError, av.error.FFmpegError, ValueError) as exc:
             self._fail(exc)
-            with contextlib.suppress(OSError):  # EROFS even when missing, on a read-only disk
-                path.unlink(missing_ok=True)  # a header without fragments is worth nothing
+            _discard(path, file, output)
             return None
-        self._open = OpenSegment(relpath, path, output, video_out, audio_out, start, packet.dts, packet.dts, 0, params)
+        self._open = OpenSegment(
+            relpath, path, file, output, video_out, audio_out, start, packet.dts, packet.dts, 0, params
+        )
         return self._open
 
     def _describe_format(self, video_out: av.VideoStream, params: tuple[bytes, ...], data: bytes) -> None:
@@ -306,7 +370,7 @@ class SegmentRecorder:
         description gets the new parameter sets and picture size, not the SDP's."""
         ctx = video_out.codec_context
         ctx.extradata = b"".join(b"\x00\x00\x00\x01" + nal for nal in params)
-        size = coded_size(data, self._video.codec_context.name)  # ctx's codec is an encoder (libx264)
+        size = coded_size(data, self._video.codec_context.name, self.max_size[0] * self.max_size[1])
         if size is not None:
             ctx.width, ctx.height = size
 
@@ -319,6 +383,8 @@ class SegmentRecorder:
             seg.output.close()
         except (OSError, av.error.FFmpegError) as exc:
             self._fail(exc, closing=True)
+        finally:
+            seg.file.close()
         tb = float(self._video.time_base) if self._video is not None else 0.0
         end = seg.start + (seg.last_dts - seg.first_dts + seg.last_duration) * tb
         self._next_start = end

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from edge.config import Config
+from edge.config import Config, MaxResolution
 from edge.health import disk_check, read_only
 from edge.index import RecordingIndex
 from edge.logs import get_logger
@@ -196,9 +196,16 @@ class Recordings:
             on_disk_full=self.retention.disk_full,
             on_error=lambda exc: self.faults.failed(camera, exc),
             ready=self._ready.is_set,
+            max_size=self._max_size(camera),
         )
         self.recorders[camera] = recorder
         return recorder
+
+    def _max_size(self, camera: str) -> tuple[int, int]:
+        """The camera's max_resolution.record as configured at start (a camera added by a
+        reload gets the default here: its worker may pass its own, edge.camera.RecordWorker)."""
+        cam = self.config.cameras.get(camera)
+        return cam.max_resolution.record if cam is not None else MaxResolution().record
 
     def retire(self, camera: str) -> None:
         """A camera was removed or reconfigured (reload): close and forget its recorder."""

@@ -42,11 +42,13 @@ CATCH_UP_S = 1.0  # on waking from idle, held frames this recent are analysed to
 
 
 class SourceError(Exception):
-    """The stream could not be opened or read; `fatal` means retrying soon is pointless."""
+    """The stream could not be opened or read; `fatal` means retrying soon is pointless;
+    `retry_in` (seconds), when set, is the wait before the next attempt (else: back-off)."""
 
-    def __init__(self, message: str, fatal: bool = False) -> None:
+    def __init__(self, message: str, fatal: bool = False, retry_in: float | None = None) -> None:
         super().__init__(message)
         self.fatal = fatal
+        self.retry_in = retry_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,20 +126,19 @@ def _describe(exc: BaseException, url: str) -> SourceError:
     return SourceError(redact_text(text, [url]))
 
 
-def open_stream(url: str, options: SourceOptions, poll: float) -> av.container.InputContainer:
+def open_stream(
+    url: str, options: SourceOptions, poll: float, max_pixels: int | None = None
+) -> av.container.InputContainer:
     """Open `url` with short probing (0.4-0.8 s to first frame instead of ~5 s).
 
-    `poll` is how long a silent read waits before the stall check (FrameClock.poll)."""
+    `poll` is how long a silent read waits before the stall check (FrameClock.poll).
+    `max_pixels` bounds the pictures the probe may decode (FFmpeg decodes a few frames
+    while opening): a hostile SPS is then refused by the decoder instead of allocated."""
+    settings = {"rtsp_transport": "tcp", "analyzeduration": "1000000", "probesize": "32768"}
+    if max_pixels is not None:
+        settings["max_pixels"] = str(max_pixels)
     try:
-        return av.open(
-            url,
-            options={
-                "rtsp_transport": "tcp",
-                "analyzeduration": "1000000",
-                "probesize": "32768",
-            },
-            timeout=(options.open_timeout, poll),
-        )
+        return av.open(url, options=settings, timeout=(options.open_timeout, poll))
     except Exception as exc:  # noqa: BLE001 - every failure becomes a worded SourceError
         raise _describe(exc, url) from exc
 

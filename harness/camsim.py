@@ -4,7 +4,8 @@ The simulator needs Debian's python3-gi, which the virtualenv does not have, so 
 a separate process; this wrapper starts it, waits for READY, knows the URLs and can
 stop, restart (same port: camera outage tests), stall/resume single mounts, switch a
 mount to its alternate clip (a resolution change) and corrupt a share of its frames.
-Mounts may require a password (`auth`) or serve MJPEG (`mjpeg`), a codec the daemon refuses.
+Mounts may require a password (`auth`) or serve MJPEG (`mjpeg`), a codec the daemon refuses,
+or be hostile (`claims`: their SPS claims another picture size and reference frame count).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class CameraSimulator:
 
     `alternates` (name -> MP4) gives a mount a second clip that switch() changes to;
     `auth` (name -> (user, password)) makes a mount require basic authentication;
-    `mjpeg` names extra mounts that serve a live MJPEG test pattern."""
+    `mjpeg` names extra mounts that serve a live MJPEG test pattern; `claims` (name ->
+    "WxH" or "WxH:REFS") makes a mount's SPS claim that size (and reference frames)."""
 
     def __init__(
         self,
@@ -74,6 +76,7 @@ class CameraSimulator:
         alternates: dict[str, Path] | None = None,
         auth: dict[str, tuple[str, str]] | None = None,
         mjpeg: Iterable[str] = (),
+        claims: dict[str, str] | None = None,
     ) -> None:
         self.mounts = {name: Path(path) for name, path in mounts.items()}
         self.mjpeg = list(mjpeg)
@@ -81,6 +84,7 @@ class CameraSimulator:
             raise ValueError("CameraSimulator needs at least one mount")
         self.alternates = {name: Path(path) for name, path in (alternates or {}).items()}
         self.auth = dict(auth or {})
+        self.claims = dict(claims or {})
         self.host = host
         self.cache_dir = cache_dir
         self._port_given = port is not None
@@ -109,6 +113,8 @@ class CameraSimulator:
             cmd += ["--auth", f"{name}={user}:{password}"]
         for name in self.mjpeg:
             cmd += ["--mjpeg", name]
+        for name, claim in self.claims.items():
+            cmd += ["--claim", f"{name}={claim}"]
         if self.cache_dir is not None:
             cmd += ["--cache", str(self.cache_dir)]
         return cmd

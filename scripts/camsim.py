@@ -19,6 +19,8 @@ Camera faults, per mount:
                               changes to at its next key frame, in-band SPS/PPS, same session
   --auth NAME=USER:PASSWORD   the mount wants RTSP basic authentication (others stay open)
   --mjpeg NAME                a live MJPEG test pattern (RTP/JPEG): a codec an NVR may refuse
+  --claim NAME=WxH[:REFS]     a hostile camera: the mount's SPS claims this picture size (and
+                              reference frame count) while its slices stay the clip's
 
 Prints `SERVING <name> <url>` per mount, then `READY`. Exits 0 on SIGTERM/SIGINT and
 2 (one line on stderr) on a bad argument or an unreadable clip. With `--control stdin`
@@ -240,6 +242,125 @@ def corrupt_slices(data: bytes, rng: random.Random) -> bytes:
     return bytes(out)
 
 
+class BitReader:
+    """MSB-first bits of an RBSP, remembering the position (for copying spans verbatim)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def u(self, n: int) -> int:
+        value = 0
+        for _ in range(n):
+            value = (value << 1) | ((self.data[self.pos >> 3] >> (7 - (self.pos & 7))) & 1)
+            self.pos += 1
+        return value
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.u(1) == 0:
+            zeros += 1
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k & 1 else -(k // 2)
+
+
+def _ue_bits(value: int) -> str:
+    code = bin(value + 1)[2:]
+    return "0" * (len(code) - 1) + code
+
+
+def _bit_span(data: bytes, start: int, end: int) -> str:
+    return "".join(str((data[i >> 3] >> (7 - (i & 7))) & 1) for i in range(start, end))
+
+
+def _unescape(nal: bytes) -> bytes:
+    return nal.replace(b"\x00\x00\x03", b"\x00\x00")
+
+
+def _escape(rbsp: bytes) -> bytes:
+    """Emulation prevention: 00 00 0x (x <= 3) becomes 00 00 03 0x."""
+    out, zeros = bytearray(), 0
+    for byte in rbsp:
+        if zeros >= 2 and byte <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(byte)
+        zeros = zeros + 1 if byte == 0 else 0
+    return bytes(out)
+
+
+def claim_sps(nal: bytes, width: int, height: int, refs: int | None) -> bytes:
+    """An H.264 SPS NAL unit (header included) rewritten to claim `width`x`height` (even
+    numbers, 4:2:0: whole macroblocks cropped to it) and `refs` reference frames; the other
+    fields are kept."""
+    rbsp = _unescape(nal[1:])
+    bits = BitReader(rbsp)
+    profile = bits.u(8)
+    bits.u(16)
+    bits.ue()
+    chroma = 1
+    if profile in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135):
+        chroma = bits.ue()
+        if chroma == 3:
+            bits.u(1)
+        bits.ue(), bits.ue(), bits.u(1)
+        if bits.u(1):
+            fail("--claim: clips with scaling matrices are not supported")
+    bits.ue()
+    poc = bits.ue()
+    if poc == 0:
+        bits.ue()
+    elif poc == 1:
+        bits.u(1), bits.se(), bits.se()
+        for _ in range(bits.ue()):
+            bits.se()
+    head_end = bits.pos
+    old_refs = bits.ue()
+    gaps = bits.u(1)
+    bits.ue(), bits.ue()
+    frame_mbs_only = bits.u(1)
+    if not frame_mbs_only:
+        fail("--claim: interlaced clips are not supported")
+    direct = bits.u(1)
+    if bits.u(1):  # the clip's own cropping: replaced by the claimed size's
+        bits.ue(), bits.ue(), bits.ue(), bits.ue()
+    if chroma != 1 or width % 2 or height % 2:
+        fail("--claim: even sizes of 4:2:0 clips only")
+    crop_x, crop_y = (-width % 16) // 2, (-height % 16) // 2
+    cropping = "0" if not crop_x and not crop_y else "1" + "".join(map(_ue_bits, (0, crop_x, 0, crop_y)))
+    last_one = max(i for i in range(len(rbsp) * 8) if (rbsp[i >> 3] >> (7 - (i & 7))) & 1)  # the stop bit
+    out = _bit_span(rbsp, 0, head_end) + _ue_bits(old_refs if refs is None else refs) + str(gaps)
+    out += _ue_bits(-(-width // 16) - 1) + _ue_bits(-(-height // 16) - 1) + "1" + str(direct) + cropping
+    out += _bit_span(rbsp, bits.pos, last_one + 1)
+    out += "0" * (-len(out) % 8)
+    return nal[:1] + _escape(int(out, 2).to_bytes(len(out) // 8, "big"))
+
+
+def claimed_clip(clip: Clip, cache: Path, width: int, height: int, refs: int | None) -> Clip:
+    """A copy of the clip's elementary stream whose every SPS claims the given size and refs."""
+    out = cache / f"{clip.h264.stem}-claims-{width}x{height}-r{refs}.h264"
+    data = clip.h264.read_bytes()
+    starts = [m.start() + 3 for m in re.finditer(b"\x00\x00\x01", data)]
+    pieces, at = [], 0
+    for k, start in enumerate(starts):
+        end = starts[k + 1] - 3 if k + 1 < len(starts) else len(data)
+        if data[start] & 0x1F == 7:
+            nal_end = len(data[start:end].rstrip(b"\x00")) + start
+            pieces += [data[at:start], claim_sps(data[start:nal_end], width, height, refs)]
+            at = nal_end
+    pieces.append(data[at:])
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(b"".join(pieces))
+    tmp.replace(out)
+    record = clip.h264.with_suffix(".json")
+    if record.exists():
+        out.with_suffix(".json").write_text(record.read_text())
+    return Clip(out, clip.fps, clip.offsets, clip.frames)
+
+
 class LoopingCamera(GstRtspServer.RTSPMediaFactory):
     """One mount: an endless, live-paced H.264 stream that all clients of the mount share.
 
@@ -392,6 +513,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--alternate", action="append", default=[], metavar="NAME=FILE.mp4")
     parser.add_argument("--auth", action="append", default=[], metavar="NAME=USER:PASSWORD")
     parser.add_argument("--mjpeg", action="append", default=[], metavar="NAME")
+    parser.add_argument("--claim", action="append", default=[], metavar="NAME=WxH[:REFS]")
     return parser.parse_args()
 
 
@@ -436,6 +558,18 @@ def alternates_from(args: argparse.Namespace, mounts: dict[str, Path]) -> dict[s
         if not path.is_file():
             fail(f"--alternate {name}: no such file {path}")
     return alternates
+
+
+def claims_from(args: argparse.Namespace, mounts: dict[str, Path]) -> dict[str, tuple[int, int, int | None]]:
+    """--claim NAME=WxH[:REFS] -> {NAME: (W, H, REFS or None)}."""
+    claims = {}
+    for name, value in _pairs(args.claim, "--claim", "WxH[:REFS]").items():
+        match = re.fullmatch(r"(\d{1,5})x(\d{1,5})(?::(\d{1,2}))?", value)
+        if name not in mounts or match is None or not all(16 <= int(v) <= 16384 for v in match.groups()[:2]):
+            fail(f"bad --claim {name}={value}: expected a mount's NAME=WxH[:REFS], sizes 16..16384")
+        refs = None if match.group(3) is None else int(match.group(3))
+        claims[name] = (int(match.group(1)), int(match.group(2)), refs)
+    return claims
 
 
 def credentials_from(args: argparse.Namespace, names: set[str]) -> dict[str, tuple[str, str]]:
@@ -542,6 +676,7 @@ def main() -> int:
     alternates = alternates_from(args, mounts)
     mjpeg = mjpeg_from(args, mounts)
     credentials = credentials_from(args, set(mounts) | set(mjpeg))
+    claims = claims_from(args, mounts)
     server = GstRtspServer.RTSPServer()
     server.set_address(args.host)
     server.set_service(str(args.port))
@@ -556,7 +691,10 @@ def main() -> int:
         return converted[source]
 
     for name, mp4 in mounts.items():
-        cameras[name] = LoopingCamera(name, [clip(mp4)] + ([clip(alternates[name])] if name in alternates else []))
+        clips = [clip(mp4)] + ([clip(alternates[name])] if name in alternates else [])
+        if name in claims:
+            clips = [claimed_clip(c, args.cache, *claims[name]) for c in clips]
+        cameras[name] = LoopingCamera(name, clips)
     factories: dict[str, GstRtspServer.RTSPMediaFactory] = {**cameras, **{n: JpegCamera(n) for n in mjpeg}}
     for name, factory in factories.items():
         server.get_mount_points().add_factory(f"/{name}", factory)
