@@ -137,6 +137,7 @@ def test_oversized_streams_are_refused_with_the_reason(run: Run) -> None:
 
 
 def test_memory_stays_bounded_and_the_good_camera_keeps_its_rate(run: Run) -> None:
+    print(f"daemon peak RSS {run.peak_rss / MB:.0f} MB, max sampled {max(v for _, v in run.rss) / MB:.0f} MB")
     assert run.peak_rss < RSS_BOUND, run.peak_rss / MB
     assert max(value for _, value in run.rss) < RSS_BOUND
     fps = [c["fps_in"] for c in run.camera("good", run.marks["flapping"] + 2, run.marks["back"])]
