@@ -564,14 +564,13 @@ class Daemon:
             tiles = tiles_for(self.config.cameras, states, frames, self.egress)
             try:
                 limit = self.link.payload_limit(self.topics.mosaic)  # the broker's limit (edge/jpeg.py)
-                jpeg = await asyncio.to_thread(make_jpeg, tiles, self.config.box.id, self.mosaic_cost, limit)
+                page, fitted = await asyncio.to_thread(make_jpeg, tiles, self.config.box.id, self.mosaic_cost, limit)
             except Exception:  # noqa: BLE001 - a bad tile must not end the mosaic for good
                 self._log.exception("mosaic_failed")
                 continue
-            if jpeg is None:
-                continue  # cannot fit the broker's limit: counted in stats.mqtt.images_too_large
-            self.mosaic = (jpeg, time.time())
-            await self.egress.publish_volatile(self.topics.mosaic, jpeg, qos=0, retain=True)
+            self.mosaic = (page, time.time())
+            if fitted is not None:  # None: cannot fit the broker's limit, counted in stats.mqtt.images_too_large
+                await self.egress.publish_volatile(self.topics.mosaic, fitted, qos=0, retain=True)
 
 
 def _parse_health_request(payload: bytes) -> str | None:

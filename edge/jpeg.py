@@ -54,9 +54,10 @@ def _qualities(quality: int) -> list[int]:
     return sorted({max(low, round(quality - (quality - low) * f)) for f in (0.5, 1.0)} - {quality}, reverse=True)
 
 
-def encode_under(image: np.ndarray, quality: int, max_bytes: int | None) -> bytes | None:
-    """`image` as a JPEG of at most `max_bytes` (None: no limit), as close to `quality` as fits."""
-    data = encode(image, quality)
+def encode_under(image: np.ndarray, quality: int, max_bytes: int | None, encoded: bytes | None = None) -> bytes | None:
+    """`image` as a JPEG of at most `max_bytes` (None: no limit), as close to `quality` as
+    fits. `encoded`: the image already encoded at `quality`, if the caller has it."""
+    data = encoded if encoded is not None else encode(image, quality)
     if max_bytes is None or len(data) <= max_bytes:
         return data
     for lower in _qualities(quality):

@@ -236,12 +236,18 @@ class MosaicCost:
         return {"made": self.made, "compose_cpu_s": round(self.compose_cpu_s, 4), "bytes": self.bytes}
 
 
-def make_jpeg(tiles: Sequence[Tile], title: str, cost: MosaicCost, max_bytes: int | None = None) -> bytes | None:
-    """Compose and encode under `max_bytes` (the broker's limit: lower quality, then smaller;
-    None when even that does not fit), adding the CPU time it took (this thread's) to `cost`."""
+def make_jpeg(
+    tiles: Sequence[Tile], title: str, cost: MosaicCost, max_bytes: int | None = None
+) -> tuple[bytes, bytes | None]:
+    """Compose and encode: the page's JPEG, and the one for MQTT under `max_bytes` (the
+    broker's limit: lower quality, then smaller; the same bytes when they fit, None when
+    nothing fits). The centre's screen keeps the full quality. Adds the CPU time it took
+    (this thread's) to `cost`; `cost.bytes` is what the broker gets."""
     started = time.thread_time()
-    data = jpeg.encode_under(compose(tiles, title), JPEG_QUALITY, max_bytes)
+    image = compose(tiles, title)
+    page = jpeg.encode(image, JPEG_QUALITY)
+    fitted = jpeg.encode_under(image, JPEG_QUALITY, max_bytes, encoded=page)
     cost.compose_cpu_s += time.thread_time() - started
     cost.made += 1
-    cost.bytes = len(data or b"")
-    return data
+    cost.bytes = len(fitted or b"")
+    return page, fitted
