@@ -5,9 +5,12 @@
   0.01), threshold 30, one dilation, contours over 10 px, recalibration when over 80 %
   of the frame changes.
 - FrameDifference: plain consecutive-frame differencing (threshold 25, 0.1 % of the frame).
+- Cropped: either of them restricted to a clip's region of interest (cropped to it).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import cv2
 import numpy as np
@@ -76,3 +79,52 @@ class FrameDifference:
         if score < self._min:
             return _NONE
         return MotionResult(True, score, _region(moving))
+
+
+class Cropped:
+    """A baseline restricted to a clip's region of interest (X.roi.json), as a user of
+    such a detector would restrict it: the frame is cropped to the region's bounding box
+    before the detector sees it, and for a polygon the pixels outside it are frozen at
+    the first frame's values (nothing moves there). Regions are mapped back to the
+    whole frame. The nvr-edge detector gets the region as a zone instead (edge.motion)."""
+
+    def __init__(self, detector: object, roi: list[tuple[float, float]]) -> None:
+        self._detector = detector
+        self._roi = roi
+        self.name = getattr(detector, "name", type(detector).__name__)
+        self._box: tuple[int, int, int, int] | None = None
+        self._outside: np.ndarray | None = None
+        self._frozen: np.ndarray | None = None
+
+    def _prepare(self, luma: np.ndarray) -> None:
+        h, w = luma.shape
+        xs, ys = [x for x, _ in self._roi], [y for _, y in self._roi]
+        x0, x1 = max(0, int(np.floor(min(xs) * w))), min(w, max(int(np.ceil(max(xs) * w)), 1))
+        y0, y1 = max(0, int(np.floor(min(ys) * h))), min(h, max(int(np.ceil(max(ys) * h)), 1))
+        x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+        self._box = (x0, y0, x1, y1)
+        points = np.array([[x * w - x0, y * h - y0] for x, y in self._roi], np.float64).round().astype(np.int32)
+        inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(inside, [points], 1)
+        if not inside.all():
+            self._outside = inside == 0
+            self._frozen = luma[y0:y1, x0:x1].copy()
+
+    def process(self, luma: np.ndarray, t: float) -> MotionResult:
+        if self._box is None:
+            self._prepare(luma)
+        assert self._box is not None
+        x0, y0, x1, y1 = self._box
+        if self._outside is not None and self._frozen is not None:
+            crop = luma[y0:y1, x0:x1].copy()  # never the clip's own frame
+            crop[self._outside] = self._frozen[self._outside]
+        else:
+            crop = np.ascontiguousarray(luma[y0:y1, x0:x1])
+        result = self._detector.process(crop, t)  # type: ignore[attr-defined]
+        if result.region is None:
+            return result
+        h, w = luma.shape
+        cw, ch = x1 - x0, y1 - y0
+        rx, ry, rw, rh = result.region
+        region = ((x0 + rx * cw) / w, (y0 + ry * ch) / h, rw * cw / w, rh * ch / h)
+        return dataclasses.replace(result, region=region)

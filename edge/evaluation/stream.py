@@ -2,8 +2,11 @@
 daemon's own IdleDecoder (edge.source) and IdleController (edge.idle), so keyframes-only
 decoding, held packets and packet-size wake-ups are scored exactly as they run.
 
-A frame that is not decoded (held back while idle) or not analysed keeps the last
-decision, as in the frame-based evaluation. Time is the clip's: `idle_after` and the
+Scored with the rules of edge.evaluation.metrics: the frames the detection schedule
+(edge.schedule) picks among the frames the decoder hands over, each with its own
+label, and events judged strictly. A frame that idle mode kept from the detector
+(held back and never analysed) and that the schedule would have picked is scored as
+"no motion": the daemon raised nothing there. Time is the clip's: `idle_after` and the
 detection rate apply to the stream's timestamps.
 """
 
@@ -19,9 +22,10 @@ import numpy as np
 
 from edge.camera import luma_view
 from edge.config import EventConfig
-from edge.evaluation.metrics import Detector, Score, score_run
+from edge.evaluation.metrics import Detector, Run, Score, score_run
 from edge.events import EventTracker
 from edge.idle import IdleController
+from edge.schedule import DetectSchedule
 from edge.source import IdleDecoder, select_streams
 
 GOP_S = 2.0  # generated clips: a keyframe every 2 s, no B-frames, like an IP camera's stream
@@ -35,20 +39,23 @@ def evaluate_stream(
     idle_after: float,
     detect_fps: float = 5.0,
     events: EventConfig | None = None,
+    times: Sequence[float] | np.ndarray | None = None,
 ) -> tuple[Score, int]:
     """Score `detector` on the video in `source` decoded as the camera worker decodes it,
-    with idle mode after `idle_after` seconds without motion (0: off). Returns the score
-    (with frames decoded / total) and how many times idle mode was woken."""
+    with idle mode after `idle_after` seconds without motion (0: off). Frame i of the
+    stream is the one at time `times[i]` (default i / fps). Returns the score (with
+    frames decoded / total and the frames withheld) and how many times idle mode was woken."""
     tracker = EventTracker("eval", "clip", events or EventConfig())
     n = len(labels)
-    score = Score()
-    analysed: list[tuple[int, bool, bool]] = []  # (frame index, motion, event open)
-    event_frames: list[tuple[int, int | None]] = []
+    stamps = np.arange(n, dtype=np.float64) / fps if times is None else np.asarray(times, np.float64)
+    score, run = Score(), Run()
+    schedule = DetectSchedule(detect_fps)
+    seen = np.zeros(n, bool)  # handed over by the decoder (analysed or not due)
     with av.open(source) as container:
         video, _ = select_streams(container)
         idle = IdleController(idle_after, 0.0)
         decoder = IdleDecoder(video, idle)
-        last_t, now = -1e9, 0.0
+        now = 0.0
         for packet in container.demux(video):
             if not packet.size:
                 continue
@@ -57,28 +64,45 @@ def evaluate_stream(
             frames = decoder.feed(packet, now)
             score.frames_total += 1
             for frame, at in decoder.timed(frames, now):
-                i = round(float(frame.time) * fps) if frame.time is not None else len(analysed)
-                t = i / fps
-                if i >= n or t - last_t < 0.95 / detect_fps:
+                i = _frame_index(stamps, float(frame.time)) if frame.time is not None else len(run.analysed)
+                if i >= n:
+                    continue
+                seen[i] = True
+                t = float(stamps[i])
+                if not schedule.take(t):
                     continue
                 result = detector.process(luma_view(frame), t)
                 decoder.analysed(at, result.motion)
                 score.detect_calls += 1
-                last_t = t
-                for event in tracker.update(t, result).events:
-                    if event.type == "start":
-                        event_frames.append((round(event.start_time * fps), None))
-                    elif event.type == "end" and event_frames:
-                        event_frames[-1] = (event_frames[-1][0], i)
-                analysed.append((i, result.motion, tracker.active))
+                run.frame(i, result.motion, tracker.update(t, result).events)
         score.frames_decoded = decoder.decoded
-    predicted = np.zeros(n, bool)
-    active = np.zeros(n, bool)
-    for k, (i, motion, is_open) in enumerate(analysed):
-        stop = analysed[k + 1][0] if k + 1 < len(analysed) else n
-        predicted[i:stop] = motion
-        active[i:stop] = is_open
-    return score_run(score, labels, fps, predicted, active, event_frames), idle.wakes
+    run.withheld = withheld_frames(stamps, seen, run.analysed, detect_fps)
+    return score_run(score, labels, fps, run, stamps), idle.wakes
+
+
+def _frame_index(stamps: np.ndarray, t: float) -> int:
+    """The frame whose timestamp is nearest `t`."""
+    k = int(np.searchsorted(stamps, t))
+    if k > 0 and (k == len(stamps) or t - stamps[k - 1] <= stamps[k] - t):
+        return k - 1
+    return k
+
+
+def withheld_frames(stamps: np.ndarray, seen: np.ndarray, analysed: list[int], detect_fps: float) -> list[int]:
+    """Frames the decoder never handed over (idle mode held them back) that the
+    schedule would have picked, going through the clip in time order. Frames after the
+    last one handed over are left out: a decoder with B-frames keeps the last pictures
+    until it is flushed, which a live stream never is (nor is this one)."""
+    schedule = DetectSchedule(detect_fps)
+    done = set(analysed)
+    withheld: list[int] = []
+    handed = np.flatnonzero(seen)
+    for i, t in enumerate(stamps[: handed[-1] + 1 if len(handed) else 0]):
+        if i in done:
+            schedule.mark(float(t))
+        elif not seen[i] and schedule.take(float(t)):
+            withheld.append(i)
+    return withheld
 
 
 def encode_luma(
