@@ -193,6 +193,8 @@ class StreamWorker:
                 backoff.initial, backoff.maximum = _SLOW_BACKOFF
             self.status.state = CameraState.FAILED if error.fatal else CameraState.RECONNECTING
             self.status.error = str(error)
+            if error.fatal:
+                self._refused(error)
             delay = error.retry_in if error.retry_in is not None else backoff.next_delay()
             self._log.warning(
                 "camera_down", state=self.status.state.value, error=str(error), retry_in_s=round(delay, 1)
@@ -225,6 +227,9 @@ class StreamWorker:
 
     def _on_down(self, stopping: bool) -> None:
         """The stream is gone (or the worker is stopping)."""
+
+    def _refused(self, error: SourceError) -> None:
+        """The stream was refused (retried slowly): wrong password, too large, held back..."""
 
 
 class RecordWorker(StreamWorker):
@@ -261,6 +266,12 @@ class RecordWorker(StreamWorker):
 
     def _on_down(self, stopping: bool) -> None:
         self.recorder.close()
+
+    def _refused(self, error: SourceError) -> None:
+        """Stats show the camera worker's state: the main stream's refusal shows as its
+        `recording_error` (edge.recordings.camera_stats)."""
+        self.recorder.stats.last_error = str(error)
+        self.recorder.stats.last_error_time = time.time()
 
 
 class CameraWorker(StreamWorker):
