@@ -1,13 +1,13 @@
 """What a camera's stream may claim before it is decoded: picture size, decoder memory,
 and how often it may change format.
 
-A decoder allocates its pictures from the stream's SPS: one camera claiming 15984x15984
-with 8 reference frames (47 kB/s of traffic) held 4.9 GB. So each stream is checked
-against its `max_resolution` when it is opened (the size FFmpeg's probe found, the SPS
-in the SDP), at every parameter set it sends (read from the bytes, before the decoder
-sees them) and at every decoded picture, and refused (state `failed`, the reason in
-`error`) when it is larger. A camera that keeps switching resolution is held back
-for a while, longer each time: each switch cost a new recording segment.
+A decoder allocates its pictures from the stream's SPS, so one hostile camera could
+take the box's memory (figures: README, "What the fault suite covers"). Each stream
+is checked against its `max_resolution` when it is opened (the size FFmpeg's probe
+found, the SPS in the SDP), at every parameter set it sends (read from the bytes,
+before the decoder sees them) and at every decoded picture, and refused (state
+`failed`, the reason in `error`) when larger. A camera that keeps switching
+resolution is held back for a while, longer each time: each switch costs a segment.
 """
 
 from __future__ import annotations

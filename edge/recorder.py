@@ -152,13 +152,10 @@ def segment_relpath(camera: str, start: float, taken: Callable[[str], bool]) -> 
 
 
 class SegmentFile:
-    """A segment's file descriptor, owned by the recorder rather than by FFmpeg.
-
-    PyAV opens a path only when the header is written and, when that fails (a stream
-    without a picture size: EINVAL; a full disk), never closes it: 25 deleted `.mp4`
-    files stayed open per reconnect of a camera sending junk. Handed to PyAV as a file
-    object, it is closed here whatever happened. Writes go straight to the descriptor
-    (no Python buffer), so a fragment is on disk as soon as FFmpeg flushes it."""
+    """A segment's file descriptor, owned here rather than by FFmpeg: PyAV never closes a
+    path it opened when writing the header fails (a stream without a picture size, a
+    full disk), so each failed start leaked a deleted `.mp4`. Writes go straight to the
+    descriptor (no Python buffer): a fragment is on disk as soon as FFmpeg flushes it."""
 
     def __init__(self, path: Path) -> None:
         self.name = str(path)

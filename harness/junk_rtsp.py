@@ -13,6 +13,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 
 from harness.camsim import pick_port
 
@@ -26,7 +27,7 @@ SDP = (
 class JunkRtspServer:
     """`url` serves random RTP payloads at `fps` packets a second."""
 
-    def __init__(self, host: str = "127.0.0.1", fps: float = 25.0, session_seconds: float = 2.0, seed: int = 1):
+    def __init__(self, host: str = "127.0.0.1", fps: float = 25.0, session_seconds: float = 2.0, seed: int = 1) -> None:
         self.host, self.port = host, pick_port(host)
         self.url = f"rtsp://{host}:{self.port}/junk"
         self.fps, self.session_seconds = fps, session_seconds
@@ -59,8 +60,8 @@ class JunkRtspServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _spawn(self, target: object, *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
         thread.start()
         self._threads.append(thread)
 
