@@ -113,6 +113,7 @@ class _Sent:
     key: tuple[str, object]
     size: int
     at: float
+    topic: str
     message: Message | None = None
 
 
@@ -319,7 +320,8 @@ class MqttLink:
             self._largest_accepted = max([self._largest_accepted, *(size for _seq, size in acked)])
             for (message, payload), result in zip(sendable, results, strict=True):
                 if isinstance(result, int) and result >= 0x80:
-                    self._refused(message, len(payload), f"PUBACK reason code {result}", result == PACKET_TOO_LARGE)
+                    reason = f"PUBACK reason code {result}"
+                    self._refused(message.topic, message, len(payload), reason, result == PACKET_TOO_LARGE)
             failure = next((r for r in results if isinstance(r, BaseException)), None)
             if failure is not None:
                 self._log.warning("mqtt_publish_failed", error=str(failure), pending=self._outbox.pending)
@@ -328,7 +330,7 @@ class MqttLink:
     async def _send(self, client: _Client, message: Message, payload: bytes) -> int:
         """Publish one outbox row; the broker's reason code. Unanswered, it stays in flight:
         a suspect if the connection drops now."""
-        sent = _Sent(("row", message.seq), len(payload), time.monotonic(), message)
+        sent = _Sent(("row", message.seq), len(payload), time.monotonic(), message.topic, message)
         self._in_flight[sent.key] = sent
         code = await client.publish_checked(
             message.topic, payload, message.qos, message.retain, timeout=_PUBLISH_TIMEOUT
@@ -347,9 +349,9 @@ class MqttLink:
             self._give_up(message, len(message.payload), f"larger than the limit of {limit} bytes")
         return smaller
 
-    def _refused(self, message: Message | None, size: int, reason: str, too_large: bool) -> None:
-        """The broker refused a message of `size` bytes: lower the limit if it was its size,
-        then shrink it (a JPEG, on its next send) or give it up."""
+    def _refused(self, topic: str, message: Message | None, size: int, reason: str, too_large: bool) -> None:
+        """The broker refused a message of `size` bytes on `topic` (`message`: an outbox row):
+        lower the limit if it was its size, then shrink it (a JPEG, on its next send) or give it up."""
         self.refused += 1
         if too_large:
             self.max_message_bytes = max(MIN_LIMIT, min(self.max_message_bytes, int(size * LEARN_FACTOR)))
@@ -362,7 +364,7 @@ class MqttLink:
         action = "shrink" if shrinkable else "give up" if message is not None else "smaller" if too_large else "none"
         self._log.warning(
             "mqtt_message_refused",
-            topic=(message.topic if message is not None else "volatile")[:200],
+            topic=topic[:200],
             bytes=size,
             reason=reason,
             action=action,
@@ -395,20 +397,21 @@ class MqttLink:
         if self._strikes >= REFUSAL_STRIKES:
             self._suspect, self._strikes = None, 0
             reason = f"the broker closed the connection right after it {REFUSAL_STRIKES} times in a row"
-            self._refused(suspect.message, suspect.size, reason, too_large=suspect.size > self._largest_accepted)
+            too_large = suspect.size > self._largest_accepted  # else size was not it: give that one up only
+            self._refused(suspect.topic, suspect.message, suspect.size, reason, too_large)
 
     async def publish_volatile(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
         """Publish now if connected (stats, mosaic); dropped otherwise: they are superseded."""
         client = self._client
         if client is None or not self.connected.is_set():
             return False
-        self._volatile.append(_Sent(("topic", topic), len(payload), time.monotonic()))
+        self._volatile.append(_Sent(("topic", topic), len(payload), time.monotonic(), topic=topic))
         try:
             code = await client.publish_checked(topic, payload, qos, retain, timeout=5)
         except aiomqtt.MqttError:
             return False
         if code >= 0x80:
-            self._refused(None, len(payload), f"PUBACK reason code {code}", code == PACKET_TOO_LARGE)
+            self._refused(topic, None, len(payload), f"PUBACK reason code {code}", code == PACKET_TOO_LARGE)
             return False
         return True
 
