@@ -17,16 +17,18 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 
 from edge.index import RecordingIndex
 from edge.limits import SizeLimit, SwitchGuard
-from edge.recorder import SegmentRecorder
+from edge.recorder import SegmentRecorder, parameter_sets
 from edge.source import FrameClock, SourceError, SourceOptions, demux_packets, open_stream, select_streams
-from edge.sps import SpsInfo
+from edge.sps import SpsInfo, parse_sps
 from harness.broker import Mosquitto
 from harness.camsim import CameraSimulator
 from harness.clips import ensure_clips
@@ -266,3 +268,26 @@ def test_switch_guard_holds_longer_each_time_until_calm() -> None:
     with pytest.raises(SourceError) as hold:
         guard.switched(t + 2, (640, 360), (320, 180))
     assert hold.value.retry_in == 30
+
+
+@pytest.mark.parametrize(
+    ("encoder", "codec", "options", "refs"),
+    [
+        ("libx264", "h264", {"preset": "ultrafast"}, 1),
+        ("libx264", "h264", {"preset": "veryslow", "profile": "high"}, 16),
+        ("libx265", "hevc", {"x265-params": "log-level=error:ref=3:bframes=0"}, 3),
+    ],
+)
+def test_sps_is_read_as_real_encoders_write_it(encoder: str, codec: str, options: dict[str, str], refs: int) -> None:
+    """Sizes that need cropping (322x182 is not whole macroblocks), H.264 and H.265."""
+    ctx = av.CodecContext.create(encoder, "w")
+    ctx.width, ctx.height, ctx.pix_fmt = 322, 182, "yuv420p"
+    ctx.time_base, ctx.framerate = Fraction(1, 5), Fraction(5)
+    ctx.options = options
+    frame = av.VideoFrame(322, 182, "yuv420p")
+    for plane in frame.planes:
+        plane.update(bytes(plane.buffer_size))
+    data = b"".join(bytes(p) for p in ctx.encode(frame) + ctx.encode(None))
+    infos = [info for nal in parameter_sets(data, codec) if (info := parse_sps(nal, codec))]
+    assert [(i.width, i.height) for i in infos] == [(322, 182)]
+    assert infos[0].refs == refs
