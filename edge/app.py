@@ -216,7 +216,7 @@ class Daemon:
         separate = cam.detect_url is not None and cam.detect_url != cam.url
         started: list[StreamWorker] = []
         if separate:
-            self.record_workers[cam_id] = RecordWorker(cam_id, cam.url, recorder)
+            self.record_workers[cam_id] = RecordWorker(cam_id, cam.url, recorder, max_size=cam.max_resolution.record)
             started.append(self.record_workers[cam_id])
         worker = CameraWorker(
             cam_id, cam, self.config.box.id, self.config.events, self._sink, recorder=None if separate else recorder
