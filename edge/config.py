@@ -35,6 +35,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from edge.placeholders import placeholder_problems
 from edge.redact import redact_url, redact_urls, url_problem
 
 
@@ -198,6 +199,11 @@ class BoxConfig(_Strict):
     def _data_dir(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
             raise ValueError("must not be empty")
+        if isinstance(value, str | Path) and not Path(value).is_absolute():
+            # Relative to whatever directory the daemon starts in: under systemd that is /.
+            raise ValueError(
+                "must be an absolute path, e.g. /var/lib/nvr-edge (a relative one depends on where the daemon starts)"
+            )
         return value
 
 
@@ -802,9 +808,12 @@ def _password_problem(path: Path) -> str | None:
         return problem
     try:
         with path.open("rb") as file:
-            return _password_content_problem(file.read(MAX_PASSWORD_BYTES + 1))
+            raw = file.read(MAX_PASSWORD_BYTES + 1)
     except OSError as exc:
         return f"cannot be read ({exc.strerror})"
+    if not raw.strip():  # as the installer leaves it: the broker would refuse the box at every attempt
+        return "is empty: write the broker password into it (README: The broker password)"
+    return _password_content_problem(raw)
 
 
 def _unreadable(path: Path) -> str | None:
@@ -867,6 +876,7 @@ def parse_config(text: str, source: str = "<file>") -> Config:
     except ValidationError as exc:
         problems += _validation_problems(exc, doc, _inherited_motion(data))
     problems += _file_problems(data, doc)
+    problems += placeholder_problems(data, doc.line_of)
     if problems:
         unique = dict.fromkeys(_mask(p) for p in problems)
         raise ConfigError(sorted(unique, key=_by_line))

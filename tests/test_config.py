@@ -613,8 +613,62 @@ def test_a_reserve_larger_than_the_disk_is_a_warning(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------
 
 
+def edited_example(text: str | None = None) -> str:
+    """The example as an installer leaves it after editing: its placeholders replaced."""
+    text = EXAMPLE.read_text() if text is None else text
+    return text.replace(EXAMPLE_PASSWORD, "s3cret-pw").replace("broker.district.example", "broker.lan")
+
+
+def test_the_unedited_example_is_refused_by_name_one_line_per_placeholder() -> None:
+    """Issue 18: the example the installer copies into place passed check-config, and a box
+    started on it logged camera_down forever. Every placeholder is one line, nothing else."""
+    found = problems(EXAMPLE.read_text())
+    lines = EXAMPLE.read_text().splitlines()
+    host_line = next(n for n, line in enumerate(lines, 1) if line.startswith("  host: broker.district.example"))
+    assert found[0] == (
+        "mqtt.host: still holds the example's placeholder broker host broker.district.example: "
+        f"write the district broker's host name or address (line {host_line})"
+    )
+    urls = found[1:]
+    assert len(urls) == 48  # url and detect_url of 24 cameras
+    for line in urls:
+        match = re.fullmatch(
+            r"cameras\.([a-z0-9-]+)\.(url|detect_url): still holds the example's placeholder password CHANGE-ME: "
+            r"put the camera's own user and password in it \(line (\d+)\)",
+            line,
+        )
+        assert match, line
+        assert lines[int(match[3]) - 1].strip().startswith(f"{match[2]}: rtsp://viewer:{EXAMPLE_PASSWORD}@"), line
+    assert not any(f"{EXAMPLE_PASSWORD}@" in line or "viewer" in line for line in found)
+
+
+def test_a_placeholder_anywhere_is_refused_and_the_edited_example_passes() -> None:
+    assert problems(minimal("mqtt:\n  username: change-me\n")) == [
+        "mqtt.username: still holds the example's placeholder password CHANGE-ME: "
+        "put the camera's own user and password in it (line 4)"
+    ]
+    assert parse_config(edited_example()).box.id == "cluster-20"
+
+
+@pytest.mark.parametrize("value", ["./demo-data", "data", "~/nvr", "var/lib/nvr-edge"])
+def test_a_relative_data_dir_is_refused(value: str) -> None:
+    assert problems(minimal(f"  data_dir: {value}\n")) == [
+        "box.data_dir: must be an absolute path, e.g. /var/lib/nvr-edge "
+        "(a relative one depends on where the daemon starts) (line 3)"
+    ]
+
+
+def test_an_empty_password_file_is_refused(tmp_path: Path) -> None:
+    """The installer creates it empty: a box with a user name and that file is refused by the broker."""
+    empty = tmp_path / "mqtt-password"
+    empty.write_text("\n")
+    assert _password_problems(empty) == [
+        "mqtt.password_file: is empty: write the broker password into it (README: The broker password) (line 5)"
+    ]
+
+
 def test_example_config_loads_with_24_cameras() -> None:
-    config = load_config(EXAMPLE)
+    config = parse_config(edited_example())
     assert config.box.id == "cluster-20" and len(config.cameras) == 24
     assert {"gate-1", "gate-2", "lane-1"} <= set(config.cameras)
     assert {c.share for c in config.cameras.values()} == {"full", "events", "none"}
@@ -647,7 +701,7 @@ def test_example_with_auth_and_tls_uncommented_loads(tmp_path: Path) -> None:
     for name in ("mqtt-password", "district-ca.pem", "client.pem", "client.key"):
         files[name] = tmp_path / name
         files[name].write_text("x\n")
-    text = EXAMPLE.read_text().replace("port: 1883", "port: 8883")
+    text = edited_example().replace("port: 1883", "port: 8883")
     for key in ("username", "password_file", "tls", "ca_file", "cert_file", "key_file", "client_id"):
         text = re.sub(rf"^(\s*)# ( *){key}:", rf"\1\2{key}:", text, flags=re.MULTILINE)
     for name, path in files.items():
@@ -787,12 +841,12 @@ def test_repr_of_a_camera_hides_its_urls() -> None:
 
 
 def test_summary_of_the_example_never_shows_credentials() -> None:
-    text = summary(load_config(EXAMPLE))
-    assert EXAMPLE_PASSWORD not in text and "viewer" not in text
+    text = summary(parse_config(edited_example()))
+    assert "s3cret-pw" not in text and "viewer" not in text
     assert "rtsp://***@10.0.0.64:554/Streaming/Channels/101" in text
     lines = text.splitlines()
     assert lines[0] == "box cluster-20, data in /var/lib/nvr-edge"
-    assert "broker broker.district.example:1883, TLS no, auth no" in lines[1]
+    assert "broker broker.lan:1883, TLS no, auth no" in lines[1]
     assert "recording: budget 50 GB, segments of 10 s" in lines
     assert "cameras: 23 enabled of 24" in lines
     assert sum(line.startswith("  ") for line in lines) == 24
