@@ -35,7 +35,7 @@ import av
 import av.error
 
 from edge.idle import MAX_HELD, Action, IdleController, h264_slice_kind
-from edge.redact import redact_text
+from edge.stream_errors import describe
 
 SUPPORTED_CODECS = {"h264": "H.264", "hevc": "H.265"}
 CATCH_UP_S = 1.0  # on waking from idle, held frames this recent are analysed too
@@ -110,20 +110,11 @@ class FrameClock:
         raise SourceError(f"stalled: {waited} for {silence:.1f} s{rate}")
 
 
-def _describe(exc: BaseException, url: str) -> SourceError:
-    """Turn a PyAV/OS exception into words a person can act on, credentials masked."""
-    if isinstance(exc, av.error.HTTPUnauthorizedError):
-        return SourceError("authentication failed (401): check the user and password in the URL", fatal=True)
-    if isinstance(exc, av.error.HTTPForbiddenError):
-        return SourceError("access denied (403): this user may not view the stream", fatal=True)
-    if isinstance(exc, av.error.HTTPNotFoundError):
-        return SourceError("stream path not found on the camera (404)", fatal=True)
-    if isinstance(exc, ConnectionRefusedError):
-        return SourceError("connection refused (camera down or wrong port)")
-    if isinstance(exc, TimeoutError | av.error.ExitError):
-        return SourceError("timed out waiting for the camera")
-    text = str(exc) or type(exc).__name__
-    return SourceError(redact_text(text, [url]))
+def _describe(exc: BaseException, url: str, reading: bool = False) -> SourceError:
+    """Turn a PyAV/OS exception into words a person can act on, credentials masked
+    (edge/stream_errors.py: the wording `nvr-edge probe` shows too)."""
+    words = describe(exc, url, reading)
+    return SourceError(words.message, fatal=words.fatal)
 
 
 def open_stream(
@@ -189,7 +180,7 @@ def demux_packets(
         except SourceError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise _describe(exc, url) from exc
+            raise _describe(exc, url, reading=True) from exc
         raise SourceError("the camera ended the stream")
 
 
