@@ -27,7 +27,7 @@ from edge.camera import (
 from edge.config import CameraConfig, Config, ConfigError
 from edge.discovery import OFFLINE, ONLINE, discovery_messages, status_topic
 from edge.egress import Egress, shares_of
-from edge.health import RateMeter, disk_check, health, reserve_warning, stats
+from edge.health import STARTING_GRACE_S, RateMeter, disk_check, health, offline_health, reserve_warning, stats
 from edge.logs import get_logger
 from edge.mosaic import MosaicCost, make_jpeg, tiles_for
 from edge.mqtt import MAX_COMMAND_BYTES, MqttLink
@@ -77,6 +77,7 @@ class Daemon:
         self._outputs: asyncio.Queue[CameraOutput] = asyncio.Queue()
         self._retained: dict[str, bytes] = {}
         self._last_health_status: str | None = None
+        self._stopping = False  # from here on the retained health says offline (issue 18)
         # Home Assistant discovery (edge/discovery.py): its status topic is listened to only when on.
         ha = config.homeassistant
         self._ha_status = status_topic(ha) if ha.discovery else None
@@ -184,6 +185,7 @@ class Daemon:
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         self.notifier.stopping()
         self._log.info("daemon_stopping")
+        self._stopping = True  # cameras going down now is no news: no more health changes
         deadline = time.monotonic() + SHUTDOWN_BUDGET_S
         for stream_worker in self._all_workers():
             stream_worker.stop()
@@ -195,6 +197,8 @@ class Daemon:
         await asyncio.sleep(0)  # let call_soon_threadsafe deliveries land
         self._drain_outputs()
         self._release_held(force=True)
+        # Before `offline`: the retained health must not keep saying the cameras stream (roll-call).
+        self._publish_health(None)
         await self.link.flush(max(0.5, deadline - time.monotonic() - 1.0))
         await self.link.stop()
         for task in tasks:
@@ -480,10 +484,29 @@ class Daemon:
     # -- stats and health ----------------------------------------------------------
     def _health(self, request_id: str | None) -> dict[str, Any]:
         disk = self.recordings.problem() or disk_check(self.config.box.data_dir)
+        if self._stopping:
+            return offline_health([c for c, st in self.statuses.items() if st.state is not CameraState.DISABLED], disk)
         rec = self.config.recording
         reserve = reserve_warning(self.config.box.data_dir, rec.min_free_bytes, self.recordings.retention.used_bytes)
         warnings = {"disk": reserve} if reserve else {}
-        return health(request_id, self.statuses, self.link.connected.is_set(), disk, self._detect_reasons(), warnings)
+        connected = self.link.connected.is_set()
+        return health(
+            request_id,
+            self.statuses,
+            connected,
+            disk,
+            self._detect_reasons(),
+            warnings,
+            mqtt_starting=not connected and self.link.connects == 0 and self._uptime() < STARTING_GRACE_S,
+            recording_errors={
+                cam: worker.status.error
+                for cam, worker in self.record_workers.items()
+                if worker.status.state is not CameraState.STREAMING
+            },
+        )
+
+    def _uptime(self) -> float:
+        return time.monotonic() - self._started
 
     async def _tick_loop(self) -> None:
         ticks = 0
@@ -500,6 +523,8 @@ class Daemon:
 
     def _publish_health(self, request_id: str | None) -> None:
         report = self._health(request_id)
+        if self._stopping:
+            report["id"] = request_id
         self._last_health_status = str(report["status"])
         payload = _json(report)
         if request_id is None:
@@ -511,7 +536,7 @@ class Daemon:
         """Publish health whenever its status changes (SPEC 3.5)."""
         while True:
             status = str(self._health(None)["status"])
-            if status != self._last_health_status:
+            if status != self._last_health_status and not self._stopping:
                 self._log.info("health_changed", status=status, previous=self._last_health_status)
                 self._publish_health(None)
             await asyncio.sleep(HEALTH_POLL_S)

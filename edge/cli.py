@@ -1,15 +1,14 @@
-"""Command line (SPEC section 1): run, check-config, health; the district's tail and roll-call."""
+"""Command line (SPEC section 1): run, check-config, health; the district's tail and roll-call;
+export and verify (footage for an investigation)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import resource
 import sys
-import uuid
 from pathlib import Path
 
 from edge import __version__
@@ -35,7 +34,16 @@ def _parser() -> argparse.ArgumentParser:
         if name == "health":
             cmd.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer")
     _district_parsers(sub)
+    _footage_parsers(sub, default)
     return parser
+
+
+def _footage_parsers(sub: argparse._SubParsersAction, default_config: str) -> None:
+    """export and verify (edge/export_command.py, edge/verify.py): footage for an investigation."""
+    from edge import export_command, verify
+
+    export_command.add_parser(sub, default_config)
+    verify.add_parser(sub, default_config)
 
 
 def _connection_arguments(cmd: argparse.ArgumentParser) -> None:
@@ -132,43 +140,14 @@ def _cmd_run(path: str) -> int:
     return EXIT_OK
 
 
-async def _ask_health(config, timeout: float) -> dict | None:  # noqa: ANN001
-
-    from edge.mqtt import MqttLink
-    from edge.topics import Topics
-
-    topics = Topics(config.mqtt.topic_prefix, config.box.id)
-    request_id = uuid.uuid4().hex
-    client = MqttLink.client_for(config.mqtt, f"nvr-edge-health-{request_id[:8]}", will=None)
-    async with asyncio.timeout(timeout), client:
-        await client.subscribe(topics.health, qos=1)
-        await client.publish(topics.cmd_health, json.dumps({"id": request_id}), qos=1)
-        async for message in client.messages:
-            try:
-                report = json.loads(bytes(message.payload))
-            except (TypeError, ValueError):
-                continue
-            if isinstance(report, dict) and report.get("id") == request_id:
-                return report
-    return None  # pragma: no cover - the iterator only ends on disconnect
-
-
 def _cmd_health(path: str, timeout: float) -> int:
-    import aiomqtt
+    """edge/healthcheck.py: the answer, or why there is none (offline since, broker unreachable)."""
+    from edge.healthcheck import run
 
     config = _load(path)
     if config is None:
         return EXIT_BAD
-    try:
-        report = asyncio.run(_ask_health(config, timeout))
-    except (TimeoutError, aiomqtt.MqttError, OSError) as exc:
-        print(f"no answer from the daemon: {exc or 'timed out'}", file=sys.stderr)
-        return EXIT_BAD
-    if report is None:
-        print("no answer from the daemon", file=sys.stderr)
-        return EXIT_BAD
-    print(json.dumps(report, indent=2))
-    return EXIT_OK if report.get("status") == "ok" else EXIT_UNHEALTHY
+    return run(config, timeout, sys.stdout, sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,6 +163,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from edge.district import run
 
         return run(args, _load, os.environ.get("NVR_EDGE_CONFIG") or DEFAULT_CONFIG)
+    if args.command == "export":
+        from edge import export_command
+
+        return export_command.run(args, _load)
+    if args.command == "verify":
+        from edge import verify
+
+        return verify.run(args, _load)
     if args.command == "check-config":
         return _cmd_check_config(args.config)
     if args.command == "run":

@@ -22,10 +22,10 @@ from typing import Any
 from edge import __version__
 from edge.camera import CameraState
 from edge.config import CameraConfig, Config, HomeAssistantConfig
+from edge.health import HEALTH_STATES  # SPEC 3.5, with starting and offline (issue 18)
 from edge.topics import Topics
 
 ONLINE, OFFLINE = "online", "offline"  # payloads of P/status (edge/mqtt.py) and of Home Assistant's birth/will
-HEALTH_STATES = ("ok", "degraded", "failed")  # SPEC 3.5
 CAMERA_STATES = tuple(state.value for state in CameraState)  # SPEC 3.4
 MIN_EXPIRE_S = 10
 

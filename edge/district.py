@@ -171,12 +171,17 @@ class Box:
     health: dict[str, Any] | None = None  # retained P/health
 
     def camera_states(self) -> dict[str, str]:
-        """From the last stats; else from the retained health (`ok` there means streaming)."""
+        """From the last stats; else from the retained health (`ok` there means streaming).
+        A box that is not online has cameras of unknown state, whatever it last said (issue 18)."""
         if self.stats and isinstance(self.stats.get("cameras"), dict):
             return {cam: str(v.get("state", "?")) for cam, v in self.stats["cameras"].items() if isinstance(v, dict)}
         checks = (self.health or {}).get("checks", {})
         cams = checks.get("cameras", {}) if isinstance(checks, dict) else {}
-        return {cam: "streaming" if v == "ok" else str(v) for cam, v in cams.items()} if isinstance(cams, dict) else {}
+        if not isinstance(cams, dict):
+            return {}
+        if self.status != "online":
+            return dict.fromkeys(cams, "unknown")
+        return {cam: "streaming" if v == "ok" else str(v) for cam, v in cams.items()}
 
 
 def _take(boxes: dict[str, Box], prefix: str, topic: str, payload: bytes, now: float) -> None:

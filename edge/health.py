@@ -134,6 +134,18 @@ def reserve_warning(data_dir: Path, min_free: int, footage: Callable[[], int]) -
     return reserve_problem(min_free, total, free, footage())
 
 
+STARTING_GRACE_S = 30.0  # README "Is it working?": how long a component may still be starting
+HEALTH_STATES = ("ok", "degraded", "failed", "starting", "offline")  # SPEC 3.5's three, and issue 18's two
+
+
+def _camera_check(status: CameraStatus, now: float, grace_s: float) -> tuple[str, bool]:
+    """(its check, whether it is still starting within the grace period)."""
+    if status.state is CameraState.STREAMING:
+        return "ok", False
+    starting = status.state is CameraState.STARTING and now - status.started_monotonic < grace_s
+    return status.state.value, starting
+
+
 def health(
     request_id: str | None,
     cameras: dict[str, CameraStatus],
@@ -141,34 +153,72 @@ def health(
     disk: str,
     detect_off: Mapping[str, str] | None = None,
     warnings: Mapping[str, str] | None = None,
+    *,
+    mqtt_starting: bool = False,
+    recording_errors: Mapping[str, str | None] | None = None,
+    grace_s: float = STARTING_GRACE_S,
 ) -> dict[str, object]:
     """SPEC 3.5: ok when every enabled camera streams and the disk is fine,
     failed when none streams or recording cannot write, degraded otherwise.
+
+    Issue 18: `starting` while a component has not finished starting, for at most `grace_s`
+    after it started (a camera whose first connection is still pending, `mqtt_starting`: the
+    link has not connected yet), so a restart never shows as failed; a failure already known
+    (a camera refused, a dead disk) still counts. `cameras` names each camera's state and
+    reason (`error`, and `recording_error` when its main stream cannot be recorded).
 
     Additions: `detect` says, per enabled camera, whether motion detection runs and why
     not (`detect_off`: a detect/set OFF, which a retained message repeats at every
     start); `warnings` names components that work but will not keep what they should
     (a `min_free_bytes` larger than the disk): any warning makes an ok box degraded."""
-    camera_checks = {
-        cam: ("ok" if st.state is CameraState.STREAMING else st.state.value)
-        for cam, st in cameras.items()
-        if st.state is not CameraState.DISABLED
-    }
+    now = time.monotonic()
+    enabled = {cam: st for cam, st in cameras.items() if st.state is not CameraState.DISABLED}
+    checked = {cam: _camera_check(st, now, grace_s) for cam, st in enabled.items()}
+    camera_checks = {cam: check for cam, (check, _) in checked.items()}
+    starting = mqtt_starting or any(pending for _, pending in checked.values())
     streaming = sum(1 for v in camera_checks.values() if v == "ok")
-    if disk != "ok" or (camera_checks and streaming == 0):
+    if disk != "ok":
+        status = "failed"
+    elif starting:
+        status = "starting"
+    elif camera_checks and streaming == 0:
         status = "failed"
     elif streaming < len(camera_checks) or not mqtt_ok or warnings:
         status = "degraded"
     else:
         status = "ok"
     off = detect_off or {}
+    recording = recording_errors or {}
+    mqtt = "ok" if mqtt_ok else "starting" if mqtt_starting else "disconnected"
     return {
         "id": request_id,
         "time": round(time.time(), 3),
         "status": status,
-        "checks": {"mqtt": "ok" if mqtt_ok else "disconnected", "disk": disk, "cameras": camera_checks},
+        "checks": {"mqtt": mqtt, "disk": disk, "cameras": camera_checks},
+        "cameras": {
+            cam: {
+                "state": st.state.value,
+                "error": st.error,
+                **({"recording_error": recording[cam]} if recording.get(cam) else {}),
+            }
+            for cam, st in enabled.items()
+        },
         "detect": {cam: {"enabled": cam not in off, "reason": off.get(cam)} for cam in camera_checks},
         "warnings": dict(warnings or {}),
+    }
+
+
+def offline_health(cameras: list[str], disk: str) -> dict[str, object]:
+    """The retained health a cleanly stopping daemon leaves: nothing is known of its cameras
+    from now on (roll-call then shows them `unknown`, not as they were), and since when."""
+    return {
+        "id": None,
+        "time": round(time.time(), 3),
+        "status": "offline",
+        "checks": {"mqtt": "offline", "disk": disk, "cameras": dict.fromkeys(cameras, "unknown")},
+        "cameras": {cam: {"state": "unknown", "error": "the box is offline (stopped)"} for cam in cameras},
+        "detect": {},
+        "warnings": {},
     }
 
 

@@ -55,7 +55,8 @@ def test_roll_call_report_and_exit_code() -> None:
     lines, code = report({"b-box": gone, "a-box": up}, now)
     assert code == EXIT_NOT_ALL_ONLINE
     assert lines[1].split() == ["a-box", "online", "2.5", "s", "gate", "streaming,", "lane", "failed"]
-    assert lines[2].split() == ["b-box", "offline", "-", "gate", "streaming,", "yard", "reconnecting"]
+    # An offline box's cameras are unknown, whatever its retained health last said (issue 18).
+    assert lines[2].split() == ["b-box", "offline", "-", "gate", "unknown,", "yard", "unknown"]
     assert report({"a-box": up}, now)[1] == EXIT_OK
     assert report({}, now)[1] == EXIT_BAD
     assert report({"c": Box(stats={})}, now)[1] == EXIT_NOT_ALL_ONLINE  # no retained status: not known online
@@ -171,7 +172,8 @@ def test_tail_and_roll_call_see_both_boxes(
         assert result.returncode == EXIT_NOT_ALL_ONLINE, result.stdout + result.stderr
         rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:-1]}
         assert rows["box-a"][1] == "online" and rows["box-b"][1:3] == ["offline", "-"], result.stdout
-        assert "gate" in rows["box-b"]  # its cameras as its retained health last said
+        # Its cameras: unknown (a clean stop replaced its retained health; issue 18), not streaming.
+        assert rows["box-b"][3:] == ["gate", "unknown,", "yard", "unknown"], result.stdout
 
         # The broker wants the password: without it, one line saying so and exit 2.
         anonymous = run_cli("roll-call", *flags[:8], "--wait", "3")
