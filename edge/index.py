@@ -7,6 +7,12 @@ except rows marked `deleting`, which the start-up sweep finishes (edge.retention
 One connection shared by the recorder threads, serialised by a lock: writes are one
 small transaction per finished segment, not per packet, to spare SD cards.
 On a read-only or full disk the index may not open at start: it can be opened later.
+
+Each row carries the SHA-256 of its file, computed by the recorder while it wrote the
+bytes (edge.recorder.SegmentFile) and stored when the segment closes; rows indexed
+before hashes were kept (schema version 1) have none. `IndexReader` is the read-only
+view the `export` and `verify` commands use beside the running daemon (the daemon is
+the one writer).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+SCHEMA_VERSION = 2  # 2: segments.sha256
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -24,7 +32,8 @@ CREATE TABLE IF NOT EXISTS segments (
     start REAL NOT NULL,                -- wall-clock epoch seconds
     end REAL NOT NULL,
     bytes INTEGER NOT NULL,
-    deleting INTEGER NOT NULL DEFAULT 0
+    deleting INTEGER NOT NULL DEFAULT 0,
+    sha256 TEXT                         -- hex, hashed while written; NULL: recorded before hashes were kept
 );
 CREATE INDEX IF NOT EXISTS segments_camera_time ON segments(camera, start);
 CREATE INDEX IF NOT EXISTS segments_start ON segments(start);
@@ -46,6 +55,16 @@ class Segment:
     end: float
     bytes: int
     protected_until: float | None = None  # latest event time + protection, None if no event
+    sha256: str | None = None  # hex digest taken while the file was written; None for older rows
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring an index made by an older nvr-edge up to SCHEMA_VERSION (in place, one transaction)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(segments)")}
+    with db:
+        if "sha256" not in columns:
+            db.execute("ALTER TABLE segments ADD COLUMN sha256 TEXT")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 class RecordingIndex:
@@ -72,6 +91,7 @@ class RecordingIndex:
                 db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
                 db.execute("PRAGMA foreign_keys=ON")
                 db.executescript(_SCHEMA)
+                migrate(db)
             except sqlite3.Error:
                 db.close()
                 raise
@@ -86,11 +106,11 @@ class RecordingIndex:
             raise sqlite3.OperationalError("the recordings index is not open")
         return self._db
 
-    def add(self, camera: str, path: str, start: float, end: float, size: int) -> int:
+    def add(self, camera: str, path: str, start: float, end: float, size: int, sha256: str | None = None) -> int:
         with self._lock, self._conn() as db:
             cur = db.execute(
-                "INSERT OR REPLACE INTO segments (camera, path, start, end, bytes) VALUES (?,?,?,?,?)",
-                (camera, path, start, end, size),
+                "INSERT OR REPLACE INTO segments (camera, path, start, end, bytes, sha256) VALUES (?,?,?,?,?,?)",
+                (camera, path, start, end, size, sha256),
             )
             return int(cur.lastrowid or 0)
 
@@ -188,3 +208,67 @@ class RecordingIndex:
             db, self._db = self._db, None
             if db is not None:
                 db.close()
+
+
+_SEGMENT_COLUMNS = "id, camera, path, start, end, bytes, NULL, {sha}"
+
+
+class IndexReader:
+    """A read-only connection to the index, for commands that run beside the daemon.
+
+    Works on an index an older nvr-edge made (no sha256 column: every hash reads None)."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise FileNotFoundError(f"no recordings index at {path} (has the daemon recorded anything yet?)")
+        self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        self._db.execute("PRAGMA query_only=ON")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(segments)")}
+        self._columns = _SEGMENT_COLUMNS.format(sha="sha256" if "sha256" in columns else "NULL")
+        self._lock = threading.Lock()
+
+    def _rows(self, where: str, args: tuple[object, ...]) -> list[Segment]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {self._columns} FROM segments WHERE deleting = 0 AND {where}", args)
+            return [Segment(*row) for row in rows.fetchall()]
+
+    def segments_between(self, camera: str, t0: float, t1: float) -> list[Segment]:
+        """Finished segments of `camera` overlapping [t0, t1), oldest first."""
+        return self._rows("camera = ? AND end > ? AND start < ? ORDER BY start", (camera, t0, t1))
+
+    def last_before(self, camera: str, t: float) -> Segment | None:
+        rows = self._rows("camera = ? AND start < ? ORDER BY end DESC LIMIT 1", (camera, t))
+        return rows[0] if rows else None
+
+    def first_after(self, camera: str, t: float) -> Segment | None:
+        rows = self._rows("camera = ? AND end > ? ORDER BY start LIMIT 1", (camera, t))
+        return rows[0] if rows else None
+
+    def cameras(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT DISTINCT camera FROM segments WHERE deleting = 0")]
+
+    def all_segments(self, camera: str | None = None) -> list[Segment]:
+        if camera is None:
+            return self._rows("1 ORDER BY camera, start", ())
+        return self._rows("camera = ? ORDER BY start", (camera,))
+
+    def still_indexed(self, segment_id: int) -> bool:
+        """False once retention has deleted (or begun deleting) the segment."""
+        with self._lock:
+            row = self._db.execute("SELECT deleting FROM segments WHERE id = ?", (segment_id,)).fetchone()
+        return row is not None and row[0] == 0
+
+    def event_span(self, event_id: str) -> tuple[str, float] | None:
+        """(camera, latest time the event was seen) of an event whose footage is indexed, else None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT s.camera, MAX(e.event_time) FROM segment_events e JOIN segments s ON s.id = e.segment_id "
+                "WHERE e.event_id = ? AND s.deleting = 0 GROUP BY s.camera",
+                (event_id,),
+            ).fetchone()
+        return None if row is None else (str(row[0]), float(row[1]))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

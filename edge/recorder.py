@@ -4,7 +4,8 @@ Container: fragmented MP4 (`empty_moov` + a fragment per keyframe or second,
 flushed as written). After a power cut or kill -9 the open segment stays playable up
 to its last written fragment (at most ~1 s lost); every closed segment is complete.
 A segment starts on a keyframe, ends at the first keyframe after
-`segment_seconds`, and is fsynced (file, then directory) before it is indexed.
+`segment_seconds`, and is fsynced (file, then directory) before it is indexed, with
+the SHA-256 of its bytes taken as they were written (no second read).
 
 Wall-clock times come from the stream's own timestamps, anchored to the clock when
 a run of continuous timestamps starts: the next segment starts where the previous
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import sqlite3
 import time
@@ -155,16 +157,29 @@ class SegmentFile:
     """A segment's file descriptor, owned here rather than by FFmpeg: PyAV never closes a
     path it opened when writing the header fails (a stream without a picture size, a
     full disk), so each failed start leaked a deleted `.mp4`. Writes go straight to the
-    descriptor (no Python buffer): a fragment is on disk as soon as FFmpeg flushes it."""
+    descriptor (no Python buffer): a fragment is on disk as soon as FFmpeg flushes it.
+
+    It hashes what it writes: the fragmented-MP4 muxer only appends, so the SHA-256 of
+    the bytes in write order is the file's. Should a write ever land elsewhere than the
+    end (a seek back), `sha256` is None rather than a wrong digest."""
 
     def __init__(self, path: Path) -> None:
         self.name = str(path)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        self._hash: hashlib._Hash | None = hashlib.sha256()
+        self._hashed = 0  # bytes hashed: the file's length while every write appended
 
     def write(self, data: bytes) -> int:
+        at = self.tell()  # a syscall per fragment written (about one a second)
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]
+        # Hashed once on disk: a write that fails half-way leaves the length short of `size`.
+        if at != self._hashed:
+            self._hash = None  # bytes overwritten or skipped: no digest rather than a wrong one
+        elif self._hash is not None:
+            self._hash.update(data)
+            self._hashed += len(data)
         return len(data)
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
@@ -178,6 +193,15 @@ class SegmentFile:
 
     def writable(self) -> bool:
         return True
+
+    @property
+    def sha256(self) -> str | None:
+        """Hex digest of everything written, or None if the writes were not all appends."""
+        return None if self._hash is None else self._hash.hexdigest()
+
+    @property
+    def size(self) -> int:
+        return self._hashed
 
     def close(self) -> None:
         fd, self._fd = self._fd, -1
@@ -241,7 +265,7 @@ class SegmentRecorder:
         self._audio: av.AudioStream | None = None
         self._open: OpenSegment | None = None
         self._next_start: float | None = None  # chained start of the next segment
-        self._unindexed: list[tuple[str, float, float, int]] = []  # finished, index write failed
+        self._unindexed: list[tuple[str, float, float, int, str | None]] = []  # finished, index write failed
         self.stats = RecorderStats()
 
     # -- stream lifecycle ----------------------------------------------------------
@@ -264,7 +288,7 @@ class SegmentRecorder:
 
     def open_bytes(self) -> int:
         """Bytes on disk the index does not count yet: the open segment and unindexed ones."""
-        pending = sum(size for _, _, _, size in self._unindexed)
+        pending = sum(entry[3] for entry in self._unindexed)
         seg = self._open
         if seg is None:
             return pending
@@ -396,7 +420,10 @@ class SegmentRecorder:
             with contextlib.suppress(OSError):
                 seg.path.unlink(missing_ok=True)
             return
-        self._unindexed.append((seg.relpath, seg.start, end, size))
+        digest = seg.file.sha256 if seg.file.size == size else None
+        if digest is None:
+            self._log.warning("segment_not_hashed", path=seg.relpath, bytes=size, hashed=seg.file.size)
+        self._unindexed.append((seg.relpath, seg.start, end, size, digest))
         if not self._index_pending():
             return
         self.stats.bytes_written += size
@@ -409,9 +436,9 @@ class SegmentRecorder:
         """Index finished segments, oldest first; on a full disk they wait for the next try
         (and count as open bytes for the budget meanwhile)."""
         while self._unindexed:
-            relpath, start, end, size = self._unindexed[0]
+            relpath, start, end, size, digest = self._unindexed[0]
             try:
-                self._index.add(self.camera, relpath, start, end, size)
+                self._index.add(self.camera, relpath, start, end, size, digest)
             except sqlite3.Error as exc:
                 self._fail(exc, closing=True)
                 return False

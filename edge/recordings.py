@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from edge.config import Config, MaxResolution
 from edge.health import disk_check, read_only
 from edge.index import RecordingIndex
+from edge.leases import leased
 from edge.logs import get_logger
 from edge.recorder import SegmentRecorder, describe_write_error
 from edge.retention import Retention
@@ -145,6 +146,7 @@ class Recordings:
             self.open_bytes,
             on_error=lambda exc: self.faults.failed(None, exc),
             prepare=self._storage_ready,
+            leased=lambda: leased(data_dir),  # segments exports are reading (edge.leases)
         )
         self._pending: list[_PendingLink] = []
         self._ready = threading.Event()  # recordings/ and the index are open

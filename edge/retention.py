@@ -3,7 +3,8 @@
 Deletion order (SPEC 4): oldest first, footage of events after plain footage (event
 footage older than `event_protect` counts as plain). Deleting follows the index's
 crash rule: mark, unlink, fsync the directory, drop the row. The start-up sweep
-makes files and index agree after a crash.
+makes files and index agree after a crash. A segment a running export holds a lease
+on (edge.leases) is skipped, unless a write has just failed for want of space.
 
 A read-only or broken disk never stops the thread and never logs per segment: each
 failure goes to `on_error` (which rate-limits), and deletion waits for the next round.
@@ -12,6 +13,7 @@ failure goes to `on_error` (which rate-limits), and deletion waits for the next 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shutil
 import sqlite3
 import threading
@@ -26,6 +28,14 @@ from edge.logs import get_logger
 from edge.recorder import fsync_path
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class Retention:
     def __init__(
         self,
@@ -37,6 +47,7 @@ class Retention:
         open_bytes: Callable[[], int] = lambda: 0,
         on_error: Callable[[BaseException], None] = lambda exc: None,
         prepare: Callable[[], bool] = lambda: True,
+        leased: Callable[[], set[str]] = set,
     ) -> None:
         self._dir = recordings_dir
         self._index = index
@@ -46,6 +57,8 @@ class Retention:
         self._open_bytes = open_bytes
         self._on_error = on_error
         self._prepare = prepare  # False: storage not usable yet, skip this round
+        self._leased = leased  # paths running exports are reading (edge.leases)
+        self._leased_warned = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._log = get_logger(component="retention")
@@ -74,12 +87,18 @@ class Retention:
         deleted = 0
         self._retry_unindexed()
         while self._over():
-            batch = self._index.deletion_order(self._protect, time.time(), limit=16 + len(self._unindexed_deletions))
+            leased = self._leased()
+            limit = 16 + len(self._unindexed_deletions) + len(leased)
+            batch = self._index.deletion_order(self._protect, time.time(), limit=limit)
             batch = [seg for seg in batch if seg.id not in self._unindexed_deletions]
+            if not self._disk_full.is_set():
+                batch = [seg for seg in batch if seg.path not in leased]
             if not batch:
                 self._disk_full.clear()  # nothing left to free: recording waits for space
                 break
             for seg in batch:
+                if seg.path in leased:
+                    self._warn_leased(seg.path)
                 if not self._delete(seg.id, seg.path):
                     self.deleted_segments += deleted
                     return deleted  # the disk refuses deletions: nothing more to do this round
@@ -90,6 +109,12 @@ class Retention:
                     break
         self.deleted_segments += deleted
         return deleted
+
+    def _warn_leased(self, path: str) -> None:
+        """The disk is full and the oldest segment is being exported: recording wins (said once)."""
+        if not self._leased_warned:
+            self._leased_warned = True
+            self._log.warning("retention_deleted_exported_segment", path=path, reason="disk full")
 
     def _retry_unindexed(self) -> None:
         for segment_id in list(self._unindexed_deletions):
@@ -173,6 +198,7 @@ class Retention:
         except ValueError:
             return False
         try:
+            digest = _file_sha256(path)  # what the crash left: the hash vouches from now on
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
                 first = last = None
@@ -186,7 +212,8 @@ class Retention:
         if first is None or last is None:
             return False
         fsync_path(path)
-        self._index.add(camera, relpath, start, start + (last - first) * float(stream.time_base), path.stat().st_size)
+        end = start + (last - first) * float(stream.time_base)
+        self._index.add(camera, relpath, start, end, path.stat().st_size, digest)
         return True
 
     # -- background thread -------------------------------------------------------------
