@@ -415,8 +415,28 @@ class MosaicConfig(_Strict):
     interval: float = Field(10.0, ge=0)
 
 
+class WebTlsConfig(_Strict):
+    """HTTPS for the page and the footage API: the box's certificate (chain) and key, PEM."""
+
+    cert_file: Path
+    key_file: Path
+
+
+MIN_TOKEN_CHARS = 16  # e.g. `openssl rand -hex 32`: a guessable token would let footage out
+
+
 class WebConfig(_Strict):
     listen: str | None = None
+    # The footage API (edge/api.py) is on only with a token file: /api/... needs its token.
+    token_file: Path | None = None
+    tls: WebTlsConfig | None = None
+    max_export_seconds: float = Field(7200.0, gt=0, le=86400, description="longest range one API export may cover")
+
+    @model_validator(mode="after")
+    def _needs_listen(self) -> WebConfig:
+        if self.listen is None and (self.token_file is not None or self.tls is not None):
+            raise ValueError("web.token_file and web.tls need web.listen too")
+        return self
 
     @field_validator("listen")
     @classmethod
@@ -427,6 +447,54 @@ class WebConfig(_Strict):
         if not sep or not host or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
             raise ValueError('must be "host:port", e.g. "0.0.0.0:8080"')
         return value
+
+
+def read_token_file(path: Path) -> str:
+    """The footage API's bearer token: one line of at least MIN_TOKEN_CHARS printable
+    characters, from a regular file (never a FIFO: checked before it is opened). Raises
+    ValueError (`web.token_file: why`, never the content) or OSError."""
+    problem = password_file_problem(path)
+    if problem is not None:
+        raise ValueError(f"web.token_file: {problem}")
+    with path.open("rb") as file:
+        raw = file.read(MAX_PASSWORD_BYTES + 1)
+    problem = _password_content_problem(raw)
+    token = raw.decode("utf-8", errors="replace").strip()
+    if problem is None and (len(token) < MIN_TOKEN_CHARS or not token.isprintable() or " " in token):
+        problem = f"the token must be one word of at least {MIN_TOKEN_CHARS} characters (e.g. openssl rand -hex 32)"
+    if problem is not None:
+        raise ValueError(f"web.token_file: {problem.replace('a password file holds the password', 'it holds')}")
+    return token
+
+
+def _web_file_problems(data: dict[str, Any], doc: _Document) -> list[str]:
+    """The API's token and the certificate it serves must work now, not at the first request."""
+    web = data.get("web")
+    if not isinstance(web, dict):
+        return []
+    problems = []
+    token = web.get("token_file")
+    if isinstance(token, str) and token:
+        try:
+            read_token_file(Path(token))
+        except (ValueError, OSError) as exc:
+            reason = str(exc).removeprefix("web.token_file: ") if isinstance(exc, ValueError) else exc.strerror
+            problems.append(f"web.token_file: {reason} (line {doc.line_of(('web', 'token_file'))})")
+    tls = web.get("tls")
+    if isinstance(tls, dict) and all(isinstance(tls.get(k), str) and tls.get(k) for k in ("cert_file", "key_file")):
+        unreadable = [(key, _unreadable(Path(tls[key]))) for key in ("cert_file", "key_file")]
+        for key, why in unreadable:
+            if why:
+                problems.append(f"web.tls.{key}: {why} (line {doc.line_of(('web', 'tls', key))})")
+        if not any(why for _, why in unreadable):
+            import ssl
+
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(tls["cert_file"], tls["key_file"])
+            except (ssl.SSLError, OSError):
+                line = doc.line_of(("web", "tls"))
+                problems.append(f"web.tls: cert_file and key_file are not a PEM certificate and its key (line {line})")
+    return problems
 
 
 class HomeAssistantConfig(_Strict):
@@ -876,6 +944,7 @@ def parse_config(text: str, source: str = "<file>") -> Config:
     except ValidationError as exc:
         problems += _validation_problems(exc, doc, _inherited_motion(data))
     problems += _file_problems(data, doc)
+    problems += _web_file_problems(data, doc)
     problems += placeholder_problems(data, doc.line_of)
     if problems:
         unique = dict.fromkeys(_mask(p) for p in problems)
@@ -958,6 +1027,23 @@ def _camera_lines(config: Config) -> Iterator[str]:
         )
 
 
+def _web_lines(config: Config) -> list[str]:
+    """The page and the footage API (token and TLS said as yes/no: never the token)."""
+    web = config.web
+    if web.listen is None:
+        return []
+    scheme = "https" if web.tls else "http"
+    lines = [f"web: the centre's page on {scheme}://{web.listen}/"]
+    if web.token_file is not None:
+        lines.append(
+            f"web: footage API on {scheme}://{web.listen}/api/ (token from {web.token_file}), "
+            f"exports up to {web.max_export_seconds:g} s, share: full cameras only"
+        )
+        if web.tls is None:
+            lines.append("warning: web.token_file without web.tls: the token and footage cross the network unencrypted")
+    return lines
+
+
 def summary(config: Config) -> str:
     """What `nvr-edge check-config` prints: what would run, without secrets.
 
@@ -972,6 +1058,7 @@ def summary(config: Config) -> str:
         f"topics under {mqtt.topic_prefix}/{config.box.id}/, messages up to {mqtt.max_message_bytes} bytes",
         *([f"Home Assistant discovery under {config.homeassistant.prefix}/"] if config.homeassistant.discovery else []),
         f"recording: budget {human_size(rec.max_bytes)}, segments of {rec.segment_seconds:g} s",
+        *_web_lines(config),
         f"cameras: {len(config.enabled_cameras)} enabled of {len(config.cameras)}",
         *_camera_lines(config),
     ]

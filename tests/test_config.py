@@ -702,8 +702,10 @@ def test_example_with_auth_and_tls_uncommented_loads(tmp_path: Path) -> None:
         files[name] = tmp_path / name
         files[name].write_text("x\n")
     text = edited_example().replace("port: 1883", "port: 8883")
+    text, web, rest = text.partition("\nweb:")  # the MQTT keys only: web.tls is the footage API's
     for key in ("username", "password_file", "tls", "ca_file", "cert_file", "key_file", "client_id"):
         text = re.sub(rf"^(\s*)# ( *){key}:", rf"\1\2{key}:", text, flags=re.MULTILINE)
+    text += web + rest
     for name, path in files.items():
         text = text.replace(f"/etc/nvr-edge/{name}", str(path))
     config = parse_config(text)
