@@ -1,4 +1,4 @@
-"""Command line (SPEC section 1): run, check-config, health; the district's tail and roll-call;
+"""Command line (SPEC section 1): run, check-config, health, probe; the district's tail and roll-call;
 export and verify (footage for an investigation)."""
 
 from __future__ import annotations
@@ -35,7 +35,23 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer")
     _district_parsers(sub)
     _footage_parsers(sub, default)
+    _probe_parser(sub, default)
     return parser
+
+
+def _probe_parser(sub: argparse._SubParsersAction, default: str) -> None:
+    """`nvr-edge probe` (edge/probe.py): the cameras' streams, tried before the daemon runs."""
+    probe = sub.add_parser(
+        "probe",
+        help="connect to the cameras' streams as the daemon would and say what each is",
+        description="Connect to every enabled camera's url and detect_url (or only the CAMs named, or a URL "
+        "given instead) as the daemon would: one row per stream (reachable or why not, codec, size, fps, GOP, "
+        "bitrate, audio, time to the first picture), then a verdict per camera. "
+        "Exit 0 when every camera is usable, 1 when one is not, 2 for bad arguments or config.",
+    )
+    probe.add_argument("--config", default=default, help=f"config file (default: $NVR_EDGE_CONFIG or {DEFAULT_CONFIG})")
+    probe.add_argument("--seconds", type=float, default=5.0, help="how long each stream is measured (default 5)")
+    probe.add_argument("targets", nargs="*", metavar="CAM|URL", help="camera ids of the config, or rtsp:// URLs")
 
 
 def _footage_parsers(sub: argparse._SubParsersAction, default_config: str) -> None:
@@ -150,6 +166,28 @@ def _cmd_health(path: str, timeout: float) -> int:
     return run(config, timeout, sys.stdout, sys.stderr)
 
 
+def _cmd_probe(path: str, targets: list[str], seconds: float) -> int:
+    """edge/probe.py: URLs given are probed alone; camera ids (or none) come from the config."""
+    from edge.probe import config_targets, run, url_target
+
+    urls = [t for t in targets if "://" in t]
+    cams = [t for t in targets if "://" not in t]
+    if not 0.5 <= seconds <= 60:
+        print("probe: --seconds must be between 0.5 and 60", file=sys.stderr)
+        return EXIT_BAD
+    try:
+        chosen = [url_target(url) for url in urls]
+        if cams or not urls:
+            config = _load(path)
+            if config is None:
+                return EXIT_BAD
+            chosen = config_targets(config, cams, sys.stderr) + chosen
+    except ValueError as exc:
+        print(f"probe: {exc}", file=sys.stderr)
+        return EXIT_BAD
+    return run(chosen, seconds)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -175,6 +213,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cmd_check_config(args.config)
     if args.command == "run":
         return _cmd_run(args.config)
+    if args.command == "probe":
+        return _cmd_probe(args.config, args.targets, args.seconds)
     return _cmd_health(args.config, args.timeout)
 
 

@@ -110,10 +110,10 @@ class FrameClock:
         raise SourceError(f"stalled: {waited} for {silence:.1f} s{rate}")
 
 
-def _describe(exc: BaseException, url: str, reading: bool = False) -> SourceError:
+def _describe(exc: BaseException, url: str, reading: bool = False, waited: float | None = None) -> SourceError:
     """Turn a PyAV/OS exception into words a person can act on, credentials masked
     (edge/stream_errors.py: the wording `nvr-edge probe` shows too)."""
-    words = describe(exc, url, reading)
+    words = describe(exc, url, reading, waited)
     return SourceError(words.message, fatal=words.fatal)
 
 
@@ -128,10 +128,12 @@ def open_stream(
     settings = {"rtsp_transport": "tcp", "analyzeduration": "1000000", "probesize": "32768"}
     if max_pixels is not None:
         settings["max_pixels"] = str(max_pixels)
+    started = time.monotonic()
     try:
         return av.open(url, options=settings, timeout=(options.open_timeout, poll))
     except Exception as exc:  # noqa: BLE001 - every failure becomes a worded SourceError
-        raise _describe(exc, url) from exc
+        waited = time.monotonic() - started
+        raise _describe(exc, url, waited=waited if waited >= 0.95 * min(poll, options.open_timeout) else None) from exc
 
 
 def select_streams(container: av.container.InputContainer) -> tuple[av.VideoStream, av.AudioStream | None]:

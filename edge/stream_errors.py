@@ -83,10 +83,12 @@ def _resolves(host: str) -> bool:
     return True
 
 
-def describe(exc: BaseException, url: str, reading: bool = False) -> Words:
+def describe(exc: BaseException, url: str, reading: bool = False, waited: float | None = None) -> Words:
     """Turn a PyAV/OS exception raised for `url` into words, credentials masked.
 
-    `reading`: it came while reading packets of an opened stream, not while opening it."""
+    `reading`: it came while reading packets of an opened stream, not while opening it.
+    `waited`: the open gave up after its read timeout (FFmpeg then reports a camera that
+    accepted the connection and never answered as invalid data)."""
     for kind, words in _HTTP_CLASSES:
         if isinstance(exc, kind):
             return words
@@ -98,6 +100,10 @@ def describe(exc: BaseException, url: str, reading: bool = False) -> Words:
     if isinstance(exc, av.error.ArgumentError) or code == errno.EINVAL:
         return Words(_INVALID_URL, fatal=True)
     if isinstance(exc, av.error.InvalidDataError):
+        if waited is not None:
+            return Words(
+                f"timed out waiting for the camera (it took the connection but said nothing for {waited:.0f} s)"
+            )
         if reading:
             return Words("the stream broke off: the camera sent data FFmpeg cannot read")
         return Words(
