@@ -51,15 +51,16 @@ def test_plot_is_a_png(tmp_path: Path) -> None:
 
 def test_targets_say_met_and_missed() -> None:
     res = Result(cameras=24, loops=1, idle_after=None)
-    res.cpu_busy = {"daemon": 26.0, "daemon:detect": 18.0, "floor": 9.0, "motion": 60.0}
-    res.cpu_idle = {"daemon": 3.0, "daemon:detect": 2.0, "floor": 8.0, "motion": 14.0}
-    res.rss = {"daemon": 30 * 24 * 1024 * 1024}
+    res.cpu_busy = {"daemon": 26.0, "daemon:detect": 18.0, "floor": 15.0, "recfloor": 5.0, "motion": 40.0}
+    res.cpu_idle = {"daemon": 20.0, "daemon:detect": 12.0, "floor": 14.0, "recfloor": 5.0, "motion": 25.0}
+    res.rss = {"daemon": 400 * 1024 * 1024}
     res.frames_skipped = {"cam0": 0}
     res.latencies = [0.5] * 18 + [1.5] * 2
     lines = "\n".join(targets(res))
     assert "[met] no frames skipped" in lines
     assert "[MISSED] event latency p95 1.50 s" in lines  # the two slowest of 20 reach the p95
-    assert "[MISSED] busy: daemon 26.0 % <= 1.15 x floor 9.0 % + 10 % of a core for recording = 20.4 %" in lines
-    assert "[met] idle: daemon 3.0 % < 0.5 x floor 8.0 %" in lines
-    assert "[met] daemon < 0.5 x motion: busy 26.0 / 60.0 % = 0.43x" in lines
-    assert "[MISSED] RSS 30.0 MB per camera" in lines
+    assert "[MISSED] idle: daemon 20.0 % <= 0.75 x motion 25.0 % (0.80x)" in lines
+    assert "[met] busy: daemon 26.0 % <= 0.75 x motion 40.0 % (0.65x)" in lines
+    assert "[MISSED] busy: daemon 26.0 % <= 1.2 x job floor 20.0 % (decode 15.0 + record 5.0) (1.30x)" in lines
+    assert "[met] RSS 400 MB <= 150 MB + 10 MB per camera = 390 MB" not in lines
+    assert "[MISSED] RSS 400 MB <= 150 MB + 10 MB per camera = 390 MB" in lines
