@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from edge.api import FootageApi
 from edge.camera import (
     CameraOutput,
     CameraState,
@@ -24,7 +25,7 @@ from edge.camera import (
     RecordWorker,
     StreamWorker,
 )
-from edge.config import CameraConfig, Config, ConfigError
+from edge.config import CameraConfig, Config, ConfigError, read_token_file
 from edge.discovery import OFFLINE, ONLINE, discovery_messages, status_topic
 from edge.egress import Egress, shares_of
 from edge.health import STARTING_GRACE_S, RateMeter, disk_check, health, offline_health, reserve_warning, stats
@@ -104,6 +105,7 @@ class Daemon:
         self.record_workers: dict[str, RecordWorker] = {}
         self.statuses: dict[str, CameraStatus] = {}
         self._last_events: dict[str, dict[str, Any]] = {}  # per camera, the last event that left the box
+        self.api: FootageApi | None = None  # the footage API (edge/api.py), with web.token_file
         self.web = (
             ScreenServer(
                 config.web.listen,
@@ -116,6 +118,8 @@ class Daemon:
                     consent=self.egress,
                     mosaic=lambda: self.mosaic,
                 ),
+                api=self._footage_api(config),
+                tls=config.web.tls,
             )
             if config.web.listen
             else None
@@ -136,6 +140,25 @@ class Daemon:
                 "camera_workers": heartbeat_probe(self._heartbeats, WORKER_MAX_SILENCE_S),
             },
         )
+
+    def _footage_api(self, config: Config) -> FootageApi | None:
+        """The district's footage API (edge/api.py), with `web.token_file` only."""
+        if config.web.token_file is None:
+            return None
+        try:
+            token = read_token_file(config.web.token_file)
+        except (ValueError, OSError) as exc:  # check-config passed at start: the file changed since
+            self._log.error("api_disabled", reason=str(exc) if isinstance(exc, ValueError) else exc.strerror)
+            return None
+        self.api = FootageApi(
+            box=config.box.id,
+            data_dir=config.box.data_dir,
+            token=token,
+            max_export_seconds=config.web.max_export_seconds,
+            cameras=lambda: self.config.cameras,
+            events=lambda: self.config.events,
+        )
+        return self.api
 
     # -- lifecycle ---------------------------------------------------------------
     def request_stop(self) -> None:
@@ -201,6 +224,8 @@ class Daemon:
         self._publish_health(None)
         await self.link.flush(max(0.5, deadline - time.monotonic() - 1.0))
         await self.link.stop()
+        if self.api is not None:
+            await self.api.close()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -14,6 +14,9 @@ every file descriptor (the page refused, stats stopped). So connections are capp
 (MAX_CONNECTIONS, and an eighth of the descriptor limit; one more is answered 503 and
 closed at once), a connection that sends no request for IDLE_TIMEOUT_S is closed, and
 a malformed request is one short warning line (rate-limited), not a traceback.
+
+With `web.token_file` the same server also carries the footage API (edge/api.py, under
+/api/, token required; the page never links to it), and with `web.tls` both are HTTPS.
 """
 
 from __future__ import annotations
@@ -23,18 +26,19 @@ import html
 import json
 import logging
 import resource
+import ssl
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from edge.camera import CameraState, CameraStatus
-from edge.config import CameraConfig
+from edge.config import CameraConfig, WebTlsConfig
 from edge.health import RateMeter
 from edge.logs import get_logger
 from edge.mosaic import Consent
@@ -237,13 +241,27 @@ class _RequestLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         super().exception(msg, *args, exc_info=exc_info, **kwargs)
 
 
-class ScreenServer:
-    """Serves the page on `listen` ("host:port") from the daemon's loop."""
+class _Routes(Protocol):
+    def add_routes(self, router: web.UrlDispatcher) -> None: ...
 
-    def __init__(self, listen: str, data: ScreenData) -> None:
+
+def _tls_context(tls: WebTlsConfig) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    return context
+
+
+class ScreenServer:
+    """Serves the page on `listen` ("host:port") from the daemon's loop (and `api`'s routes, if any)."""
+
+    def __init__(
+        self, listen: str, data: ScreenData, api: _Routes | None = None, tls: WebTlsConfig | None = None
+    ) -> None:
         host, _, port = listen.rpartition(":")
         self._host, self._port = host.strip("[]"), int(port)
         self._data = data
+        self._api = api
+        self._tls = tls
         self._page = PAGE.format(box=html.escape(data.box), poll_ms=_poll_ms(data.mosaic_interval)).encode()
         self._runner: web.AppRunner | None = None
         self._log = get_logger(component="web", listen=listen)
@@ -257,6 +275,8 @@ class ScreenServer:
         app.router.add_get("/", self._index)
         app.router.add_get("/mosaic.jpg", self._mosaic)
         app.router.add_get("/cameras.json", self._cameras)
+        if self._api is not None:
+            self._api.add_routes(app.router)
         return app
 
     @web.middleware
@@ -266,7 +286,8 @@ class ScreenServer:
             response = await handler(request)
         except web.HTTPException as exc:  # 404, 405: the same headers
             response = exc
-        response.headers.update(HEADERS)
+        for name, value in HEADERS.items():
+            response.headers.setdefault(name, value)  # the API's video sets its own policy
         return response
 
     async def _index(self, _request: web.Request) -> web.Response:
@@ -307,8 +328,9 @@ class ScreenServer:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                return await loop.create_server(self._connection, self._host, self._port, backlog=128)
-            except OSError as exc:
+                context = await asyncio.to_thread(_tls_context, self._tls) if self._tls is not None else None
+                return await loop.create_server(self._connection, self._host, self._port, backlog=128, ssl=context)
+            except (OSError, ssl.SSLError) as exc:
                 self._log.error("web_listen_failed", error=exc.strerror or str(exc), retry_in_s=RETRY_BIND_S)
                 await asyncio.sleep(RETRY_BIND_S)
 
@@ -327,7 +349,13 @@ class ScreenServer:
         listening: asyncio.AbstractServer | None = None
         try:
             listening = await self._listen(runner)
-            self._log.info("web_listening", max_connections=connection_cap(), idle_timeout_s=IDLE_TIMEOUT_S)
+            self._log.info(
+                "web_listening",
+                max_connections=connection_cap(),
+                idle_timeout_s=IDLE_TIMEOUT_S,
+                tls=self._tls is not None,
+                api=self._api is not None,
+            )
             await asyncio.Event().wait()
         finally:
             if listening is not None:
