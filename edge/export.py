@@ -38,6 +38,8 @@ from edge.leases import Lease
 
 MUX_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
 IN_MEMORY_MAX = 64 * 2**20  # segments up to this are read once, hashed and demuxed from memory
+# The segment's moov says all there is to know: probing it (decoding frames) took 50 ms a segment.
+INPUT_OPTIONS = {"probesize": "32", "analyzeduration": "0"}
 TIMELINE = (
     "real time: second 0 of the file is actual.from; a gap in the recording is a jump in the "
     "timestamps (the picture holds), never a join; gaps[].at_s says where"
@@ -90,6 +92,7 @@ class HashingWriter:
 @dataclass
 class _Track:
     out: av.stream.Stream
+    tb: float = 0.0  # the output stream's time base, once the muxer has chosen it
     last_dts: int | None = None
 
 
@@ -100,7 +103,7 @@ class _State:
     start: float  # requested from
     end: float  # requested to
     origin: float | None = None  # wall clock of second 0 (the first keyframe kept)
-    pending: list[tuple[av.Packet, float, bool]] = field(default_factory=list)  # before `from`: packet, wall, video
+    pending: list[tuple[av.Packet, float, bool, float]] = field(default_factory=list)  # before `from`
     video_end: float | None = None  # wall clock where the last video packet written ends
     video_packets: int = 0
     done: bool = False
@@ -227,7 +230,7 @@ class Exporter:
         source, found = self._read(seg)
         self._check(seg, found)
         try:
-            with av.open(source, "r", format="mp4" if isinstance(source, io.BytesIO) else None) as inp:
+            with av.open(source, "r", format="mp4", options=INPUT_OPTIONS) as inp:
                 self._remux(seg, inp)
         except av.error.FFmpegError as exc:
             if self.checks[-1]["check"] == CHECK_MISMATCH:  # allowed in, but it does not even play
@@ -251,6 +254,9 @@ class Exporter:
             self._audio_sig = _audio_signature(audio)
             self.audio_desc = f"{audio.codec_context.name} {audio.codec_context.sample_rate} Hz"
         self._output.start_encoding()
+        for track in (self._video, self._audio):
+            if track is not None:
+                track.tb = float(track.out.time_base)
 
     def _remux(self, seg: Segment, inp: av.container.InputContainer) -> None:
         if not inp.streams.video:
@@ -275,19 +281,21 @@ class Exporter:
         base: float | None = None  # seconds of the first video dts in the file
         early_audio: list[av.Packet] = []
         streams = [video] + ([audio] if audio is not None else [])
+        video_tb = float(video.time_base)
+        audio_tb = float(audio.time_base) if audio is not None else 0.0
         for packet in inp.demux(streams):
             if packet.dts is None:
                 continue
             is_video = packet.stream is video
+            tb = video_tb if is_video else audio_tb
             if base is None:
                 if not is_video:
                     early_audio.append(packet)
                     continue
-                base = float(packet.dts * video.time_base)
+                base = packet.dts * video_tb
                 for held in early_audio:
-                    self._packet(held, start + float(held.dts * audio.time_base) - base, False)  # type: ignore[union-attr]
-            wall = start + float(packet.dts * packet.stream.time_base) - base
-            self._packet(packet, wall, is_video)
+                    self._packet(held, start + held.dts * audio_tb - base, False, audio_tb)
+            self._packet(packet, start + packet.dts * tb - base, is_video, tb)
             if self._state.done:
                 return
 
@@ -308,46 +316,45 @@ class Exporter:
         self._skipped_since_written = None
         return start
 
-    def _packet(self, packet: av.Packet, wall: float, is_video: bool) -> None:
+    def _packet(self, packet: av.Packet, wall: float, is_video: bool, tb: float) -> None:
         state = self._state
         if is_video and wall >= state.end and state.origin is not None:
             state.done = True
             return
         if state.origin is None:
-            self._before_start(packet, wall, is_video)
+            self._before_start(packet, wall, is_video, tb)
             return
         if wall < state.origin or wall >= state.end:
             return
-        self._write(packet, wall, is_video)
+        self._write(packet, wall, is_video, tb)
 
-    def _before_start(self, packet: av.Packet, wall: float, is_video: bool) -> None:
+    def _before_start(self, packet: av.Packet, wall: float, is_video: bool, tb: float) -> None:
         """Hold packets from the last keyframe at or before `from`; write them once past it."""
         state = self._state
         if is_video and packet.is_keyframe and (wall <= state.start or not state.pending):
-            state.pending = [(packet, wall, True)]
+            state.pending = [(packet, wall, True, tb)]
         elif state.pending:
-            state.pending.append((packet, wall, is_video))
+            state.pending.append((packet, wall, is_video, tb))
         if not is_video or wall < state.start or not state.pending:
             return
         held, state.pending = state.pending, []
         state.origin = held[0][1]
-        for item, at, video in held:
+        for item, at, video, item_tb in held:
             if at >= state.origin:
-                self._write(item, at, video)
+                self._write(item, at, video, item_tb)
 
-    def _write(self, packet: av.Packet, wall: float, is_video: bool) -> None:
+    def _write(self, packet: av.Packet, wall: float, is_video: bool, in_tb: float) -> None:
         state = self._state
         track = self._video if is_video else self._audio
         assert track is not None and self._output is not None and state.origin is not None
-        out_tb = track.out.time_base
-        in_tb = packet.stream.time_base
+        out_tb = track.tb
         dts = round((wall - state.origin) / out_tb)
         if track.last_dts is not None and dts <= track.last_dts:
             dts = track.last_dts + 1
         offset = 0 if packet.pts is None else round((packet.pts - packet.dts) * in_tb / out_tb)
         duration = round(packet.duration * in_tb / out_tb) if packet.duration else 0
         packet.stream = track.out
-        packet.time_base = out_tb
+        packet.time_base = track.out.time_base
         packet.dts, packet.pts = dts, dts + max(0, offset)
         packet.duration = duration
         track.last_dts = dts

@@ -163,3 +163,13 @@ def probe(path: Path) -> dict[str, object]:
         "audio": "audio" in streams,
         "errors": (info.stderr + decode.stderr).strip(),
     }
+
+
+def footage_block(
+    data_dir: Path, camera: str, clip: Path, start: float, count: int, scratch: Path
+) -> list[tuple[str, float, float]]:
+    """`count` back-to-back segments of the whole of `clip` (hard links to one segment made from
+    it) from wall time `start`: an hour of a camera in a second, for exports that must take a while."""
+    one = write_segments(scratch, camera, clip, start, segment_s=float("inf"))
+    source = scratch / "recordings" / one[0][0]
+    return repeat_segment(data_dir, camera, source, start, count, one[0][2] - one[0][1], link=True)
