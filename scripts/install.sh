@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs nvr-edge as a systemd service on Debian 12 / Raspberry Pi OS bookworm (64-bit),
-# from this checkout. Run as root:
+# from this checkout. Run as root (as a user with sudo it asks sudo itself; on a Debian
+# without sudo, run it from a root shell: `su -`, then ./scripts/install.sh):
 #
 #   sudo ./scripts/install.sh            # install or upgrade; the service is enabled, not started
 #   sudo ./scripts/install.sh --start    # ... and start it (restart it if this run changed it)
@@ -12,7 +13,7 @@
 #   - the system user and group nvr-edge (no login shell, no home directory; its state
 #     directory /var/lib/nvr-edge is created by systemd, StateDirectory=).
 #   - /opt/nvr-edge/venv with nvr-edge and its dependencies, reinstalled when the
-#     checkout's sources differ from the ones installed.
+#     checkout's sources differ from the ones installed; /usr/local/bin/nvr-edge links to it.
 #   - /etc/nvr-edge (root:nvr-edge 0750) with edge.yaml copied from config/edge.example.yaml
 #     only when absent (an edited config is never touched), and mqtt-password created
 #     empty, root:nvr-edge 0640 (readable by the service, writable by root only).
@@ -25,6 +26,7 @@
 set -euo pipefail
 
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
+ARGS=("$@")
 ROOT=""
 START=0
 PYTHON="${PYTHON:-/usr/bin/python3}"
@@ -51,7 +53,10 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "install: run as root (sudo $0)" >&2
+  if command -v sudo >/dev/null; then
+    exec sudo "$0" "${ARGS[@]}" # as setup.sh does: sudo only where it is needed and present
+  fi
+  echo "install: run as root: sudo is not installed, so from a root shell (su -), then $0" >&2
   exit 1
 fi
 
@@ -162,6 +167,20 @@ else
   report changed "$VENV (nvr-edge $("$VENV/bin/nvr-edge" --version | cut -d' ' -f2) and dependencies)"
 fi
 
+# -- the command on the PATH -----------------------------------------------------------------
+# README's `sudo nvr-edge health` and friends: /usr/local/bin is on root's and sudo's PATH.
+LINK="$ROOT/usr/local/bin/nvr-edge"
+TARGET=/opt/nvr-edge/venv/bin/nvr-edge
+if [ -L "$LINK" ] && [ "$(readlink "$LINK")" = "$TARGET" ]; then
+  report unchanged "$LINK -> $TARGET"
+elif [ -e "$LINK" ] && [ ! -L "$LINK" ]; then
+  report skipped "$LINK (a file that is not ours is there; run $TARGET)"
+else
+  install -d -m 0755 "$ROOT/usr/local/bin"
+  ln -sfn "$TARGET" "$LINK"
+  report changed "$LINK -> $TARGET"
+fi
+
 # -- systemd unit --------------------------------------------------------------------------
 SYSTEMD_RUNNING=0
 [ -z "$ROOT" ] && [ -d /run/systemd/system ] && SYSTEMD_RUNNING=1
@@ -207,10 +226,11 @@ if [ "$CHANGED" = 0 ]; then
 fi
 echo "install: done"
 if [ "$CONFIG_CREATED" = 1 ]; then
-  echo "next: edit $ETC/edge.yaml, then check it with"
-  echo "  $VENV/bin/nvr-edge check-config --config $ETC/edge.yaml"
+  echo "next: edit $ETC/edge.yaml (sudoedit), then check it and try the cameras:"
+  echo "  sudo nvr-edge check-config --config $ETC/edge.yaml"
+  echo "  sudo nvr-edge probe --config $ETC/edge.yaml"
 fi
 if [ "$START" = 0 ] || [ "$SYSTEMD_RUNNING" = 0 ]; then
-  echo "start it with: systemctl start $UNIT"
+  echo "start it with: sudo systemctl start $UNIT"
 fi
-echo "its log: journalctl -u $UNIT -f"
+echo "is it working? sudo nvr-edge health; its log: journalctl -u $UNIT -f"

@@ -246,6 +246,7 @@ def test_installer_twice_into_a_staging_root(tmp_path: Path) -> None:
     assert unit.read_bytes() == UNIT.read_bytes() and _mode(unit) == (0o644, 0, 0)
     wants = root / "etc/systemd/system/multi-user.target.wants/nvr-edge.service"
     assert os.readlink(wants) == "/etc/systemd/system/nvr-edge.service"
+    assert os.readlink(root / "usr/local/bin/nvr-edge") == "/opt/nvr-edge/venv/bin/nvr-edge"  # on the PATH
     version = subprocess.run(
         [str(root / "opt/nvr-edge/venv/bin/nvr-edge"), "--version"], capture_output=True, text=True
     )
