@@ -667,6 +667,11 @@ def test_an_empty_password_file_is_refused(tmp_path: Path) -> None:
     ]
 
 
+def test_the_demo_config_passes() -> None:
+    """config/demo.yaml (README: the hand-run demo) holds no placeholder and an absolute data_dir."""
+    assert load_config(EXAMPLE.with_name("demo.yaml")).box.data_dir.is_absolute()
+
+
 def test_example_config_loads_with_24_cameras() -> None:
     config = parse_config(edited_example())
     assert config.box.id == "cluster-20" and len(config.cameras) == 24
