@@ -165,7 +165,7 @@ class MqttLink:
         self._on_command = on_command
         self._on_connect = on_connect
         self._subscriptions = subscriptions
-        self._client: aiomqtt.Client | None = None
+        self._client: _Client | None = None
         self._wake = asyncio.Event()
         self._stopping = False
         self._log = get_logger(component="mqtt", broker=f"{config.host}:{config.port}")
@@ -275,7 +275,7 @@ class MqttLink:
         if path is not None and password_file_too_open(path):
             self._log.warning("mqtt_password_file_readable", path=str(path), hint="every user can read it: chmod o-r")
 
-    async def _serve(self, client: aiomqtt.Client) -> None:
+    async def _serve(self, client: _Client) -> None:
         await client.publish(self._topics.status, b"online", qos=1, retain=True)
         await client.subscribe(self._topics.cmd_health, qos=1)
         await client.subscribe(self._topics.detect_set_filter, qos=1)
@@ -310,8 +310,9 @@ class MqttLink:
                     await self._wake.wait()
                 continue
             batch = _up_to_first_image(batch)
-            payloads = [await self._fitted(m) for m in batch]
-            if None in payloads:
+            fitted = [await self._fitted(m) for m in batch]
+            payloads = [p for p in fitted if p is not None]
+            if len(payloads) < len(fitted):
                 continue  # a thumbnail given up: its queued event now says so, peek it afresh
             sendable = list(zip(batch, payloads, strict=True))
             results = await asyncio.gather(*(self._send(client, m, p) for m, p in sendable), return_exceptions=True)

@@ -147,7 +147,7 @@ def test_each_analysed_frame_is_scored_with_its_own_label() -> None:
 def test_score_run_on_a_hand_made_run() -> None:
     """The same rules without a detector: a run says what was analysed and emitted."""
     labels = np.array([0] * 10 + [1] * 10, np.int8)
-    run = Run(analysed=list(range(20)), motion=[False] * 8 + [True] * 12, events=[[10, None]])
+    run = Run(analysed=list(range(20)), motion=[False] * 8 + [True] * 12, events=[(10, None)])
     score = score_run(Score(), labels, 5.0, run)
     assert (score.tp, score.fp, score.fn, score.negatives) == (10, 2, 0, 10)
     assert (score.false_events, score.spans_found, score.latencies) == (0, 1, [0.0])

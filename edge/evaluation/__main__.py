@@ -187,7 +187,7 @@ def check(results: dict[str, dict[str, Score]], baselines: list[str]) -> list[tu
     )
 
     # (e) better than both baselines on every clip with negatives.
-    judged, lost = 0, {}
+    judged, lost = 0, dict[str, list[str]]()
     for clip, scores in results.items():
         s = scores[OURS]
         if not s.negatives:
@@ -269,8 +269,8 @@ def idle_table(paths: list[Path], shared: bool, synthetic: bool) -> None:
                 totals[setting][0].add(score)
                 totals[setting][1][0] += wakes
                 print(idle_row(name, setting, score, wakes), flush=True)
-    for setting, (score, wakes) in totals.items():
-        print(idle_row("**all**", setting, score, wakes[0]))
+    for setting, (total, woken) in totals.items():
+        print(idle_row("**all**", setting, total, woken[0]))
     print(
         "\nwithheld: frames the 5 fps schedule would analyse that idle mode kept from the detector "
         "(scored as no motion)"

@@ -57,7 +57,7 @@ def decode_luma(path: Path) -> Iterator[tuple[float, np.ndarray]]:
         video, _ = select_streams(container)
         for packet in container.demux(video):
             for frame in decode(packet):
-                t = float(frame.pts * video.time_base) if frame.pts is not None else 0.0
+                t = float(frame.time) if frame.time is not None else 0.0
                 yield t, luma_view(frame).copy()
 
 

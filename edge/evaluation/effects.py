@@ -97,9 +97,9 @@ class Crown:
             gain, phase = np.ones((rh, rw), np.float32), np.zeros((rh, rw), np.float32)
             flutter_phase = np.full((rh, rw), float(rng.uniform(0, 2 * math.pi)), np.float32)
         else:
-            gain = np.clip(0.85 + 0.15 * smooth_field(rng, (rh, rw), 5), 0.6, 1.1)
-            phase = 1.4 * smooth_field(rng, (rh, rw), 4)
-            flutter_phase = 2.0 * smooth_field(rng, (rh, rw), 9)
+            gain = np.clip(0.85 + 0.15 * smooth_field(rng, (rh, rw), 5), 0.6, 1.1).astype(np.float32)
+            phase = (1.4 * smooth_field(rng, (rh, rw), 4)).astype(np.float32)
+            flutter_phase = (2.0 * smooth_field(rng, (rh, rw), 9)).astype(np.float32)
         # Only the part inside the frame is drawn; it samples the whole layer, so leaves beyond
         # the edge can sway into view.
         self.x0, self.y0 = max(0, rx0), max(0, ry0)
@@ -401,5 +401,5 @@ class SpiderWeb:
     def apply(self, img: np.ndarray, t: float, rng: np.random.Generator) -> None:
         dx, dy = self.offset(t)
         h, w = self.layer.shape
-        moved = cv2.warpAffine(self.layer, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h))
+        moved = cv2.warpAffine(self.layer, np.array([[1, 0, dx], [0, 1, dy]], np.float32), (w, h))
         img[self.y0 : self.y0 + h, self.x0 : self.x0 + w] += moved

@@ -49,7 +49,7 @@ class Run:
 
     analysed: list[int] = field(default_factory=list)
     motion: list[bool] = field(default_factory=list)
-    events: list[list[int | None]] = field(default_factory=list)
+    events: list[tuple[int, int | None]] = field(default_factory=list)
     withheld: list[int] = field(default_factory=list)
 
     def frame(self, i: int, motion: bool, events: Iterable[Event] = ()) -> None:
@@ -58,9 +58,9 @@ class Run:
         self.motion.append(motion)
         for event in events:
             if event.type == "start":
-                self.events.append([i, None])
+                self.events.append((i, None))
             elif event.type == "end" and self.events and self.events[-1][1] is None:
-                self.events[-1][1] = i
+                self.events[-1] = (self.events[-1][0], i)
 
 
 @dataclass

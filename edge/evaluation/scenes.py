@@ -183,7 +183,7 @@ def paste(img: np.ndarray, grey: np.ndarray, alpha: np.ndarray, x: float, y: flo
     x0, y0 = int(math.floor(x)), int(math.floor(y))
     fx, fy = x - x0, y - y0
     if fx or fy:  # sub-pixel placement: the sprite glides instead of stepping whole pixels
-        shift = np.float32([[1, 0, fx], [0, 1, fy]])
+        shift = np.array([[1, 0, fx], [0, 1, fy]], np.float32)
         grey = cv2.warpAffine(grey, shift, (pw + 1, ph + 1))
         alpha = cv2.warpAffine(alpha, shift, (pw + 1, ph + 1))
         ph, pw = alpha.shape

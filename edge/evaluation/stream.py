@@ -51,7 +51,7 @@ def evaluate_stream(
     score, run = Score(), Run()
     schedule = DetectSchedule(detect_fps)
     seen = np.zeros(n, bool)  # handed over by the decoder (analysed or not due)
-    with av.open(source) as container:
+    with av.open(source, "r") as container:
         video, _ = select_streams(container)
         idle = IdleController(idle_after, 0.0)
         decoder = IdleDecoder(video, idle)
@@ -121,7 +121,7 @@ def encode_luma(
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.time_base = 1 / rate
         gop = str(max(1, round(GOP_S * fps)))
-        options = {"bf": "0", "g": gop, "keyint_min": gop, "sc_threshold": "0", "preset": "veryfast"}
+        options: dict[str, object] = {"bf": "0", "g": gop, "keyint_min": gop, "sc_threshold": "0", "preset": "veryfast"}
         if kbps is not None:
             cap = f"{kbps}k"
             options |= {"b": cap, "minrate": cap, "maxrate": cap, "bufsize": cap}
