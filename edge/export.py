@@ -22,9 +22,12 @@ import hashlib
 import io
 import json
 import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -38,8 +41,11 @@ from edge.leases import Lease
 
 MUX_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
 IN_MEMORY_MAX = 64 * 2**20  # segments up to this are read once, hashed and demuxed from memory
-# The segment's moov says all there is to know: probing it (decoding frames) took 50 ms a segment.
-INPUT_OPTIONS = {"probesize": "32", "analyzeduration": "0"}
+# A segment's moov says all a remux needs: probing it decoded frames (50 ms a 1080p segment), and
+# with no decoder allowed FFmpeg does not even decode the first one (9 ms). What only decoding
+# would tell (the pixel aspect ratio) is taken from the segment's pasp box instead.
+INPUT_OPTIONS = {"probesize": "32", "analyzeduration": "0", "codec_whitelist": "none"}
+WRITE_QUEUE = 64  # chunks (FFmpeg's, ~32 KiB) waiting for the writer thread: a bound on memory
 TIMELINE = (
     "real time: second 0 of the file is actual.from; a gap in the recording is a jump in the "
     "timestamps (the picture holds), never a join; gaps[].at_s says where"
@@ -53,26 +59,45 @@ class ExportError(Exception):
 
 
 class HashingWriter:
-    """The output as FFmpeg sees it: append-only (not seekable), hashed and counted as written."""
+    """The output as FFmpeg sees it: append-only (not seekable), counted as written, and
+    written and hashed on a thread of its own (hashlib and file writes release the GIL, so
+    the second core does that while this one remuxes). A write error (disk full, a closed
+    pipe) is raised by the next write or by `finish`."""
 
-    def __init__(self, raw: BinaryIO, on_write: Callable[[int], None] | None = None) -> None:
+    def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
         self._hash = hashlib.sha256()
         self.bytes = 0
-        self._on_write = on_write
         self.abandoned = False  # a failed export: FFmpeg's closing bytes must not make it look whole
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=WRITE_QUEUE)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="export-writer", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None and not self.abandoned:
+                try:
+                    self._raw.write(data)
+                    self._hash.update(data)
+                except BaseException as exc:  # noqa: BLE001 - handed to the writing thread
+                    self._error = exc
 
     def write(self, data: bytes) -> int:
-        if self.abandoned:
-            return len(data)
-        self._raw.write(data)
-        self._hash.update(data)
-        self.bytes += len(data)
-        if self._on_write is not None:
-            self._on_write(self.bytes)
+        if self._error is not None:
+            raise self._error
+        if not self.abandoned:
+            self._queue.put(bytes(data))
+            self.bytes += len(data)
         return len(data)
 
-    def flush(self) -> None:
+    def finish(self) -> None:
+        """Wait until everything is written (then `sha256` is final); raises a write error."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None and not self.abandoned:
+            raise self._error
         self._raw.flush()
 
     def seekable(self) -> bool:
@@ -202,32 +227,42 @@ class Exporter:
 
     # -- writing -----------------------------------------------------------------------
     def run(self, out: BinaryIO) -> None:
-        """Remux every planned segment into `out`. Raises ExportError (the output is then incomplete)."""
-        self.writer = HashingWriter(out)
-        total = len(self.plan.segments)
-        try:
-            for n, seg in enumerate(self.plan.segments):
-                if self._state.done:
-                    break
-                if self._lease is not None:
-                    self._lease.refresh()
-                self._segment(seg)
-                if self._progress is not None:
-                    self._progress(n + 1, total, self.writer.bytes)
-            if self._output is None or self._state.origin is None:
-                raise ExportError(f"no playable picture of {self.plan.camera} in the requested range")
-            output, self._output = self._output, None
-            output.close()
-        except BaseException:
-            self.writer.abandoned = True
-            raise
-        finally:
-            if self._output is not None:
-                with contextlib.suppress(Exception):
-                    self._output.close()
+        """Remux every planned segment into `out`. Raises ExportError (the output is then incomplete).
 
-    def _segment(self, seg: Segment) -> None:
-        source, found = self._read(seg)
+        The next segment is read and hashed on another thread while this one is remuxed."""
+        self.writer = HashingWriter(out)
+        segments = self.plan.segments
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-reader") as reader:
+            ahead: Future[tuple[str | io.BytesIO, str]] | None = reader.submit(self._read, segments[0])
+            try:
+                for n, seg in enumerate(segments):
+                    source = ahead.result() if ahead is not None else self._read(seg)
+                    ahead = reader.submit(self._read, segments[n + 1]) if n + 1 < len(segments) else None
+                    if self._lease is not None:
+                        self._lease.refresh()
+                    self._segment(seg, *source)
+                    if self._progress is not None:
+                        self._progress(n + 1, len(segments), self.writer.bytes)
+                    if self._state.done:
+                        break
+                if self._output is None or self._state.origin is None:
+                    raise ExportError(f"no playable picture of {self.plan.camera} in the requested range")
+                output, self._output = self._output, None
+                output.close()
+                self.writer.finish()
+            except BaseException:
+                self.writer.abandoned = True
+                raise
+            finally:
+                if ahead is not None:
+                    ahead.cancel()
+                if self._output is not None:
+                    with contextlib.suppress(Exception):
+                        self._output.close()
+                with contextlib.suppress(BaseException):
+                    self.writer.finish()
+
+    def _segment(self, seg: Segment, source: str | io.BytesIO, found: str) -> None:
         self._check(seg, found)
         try:
             with av.open(source, "r", format="mp4", options=INPUT_OPTIONS) as inp:
@@ -247,6 +282,8 @@ class Exporter:
         assert self.writer is not None
         self._output = av.open(self.writer, "w", format="mp4", options=MUX_OPTIONS)
         self._video = _Track(self._output.add_stream_from_template(video))
+        if video.sample_aspect_ratio:  # the pasp box; the codec (not opened) does not know it
+            self._video.out.codec_context.sample_aspect_ratio = video.sample_aspect_ratio
         self._video_sig = _video_signature(video)
         self.video_desc = _describe_video(video)
         if audio is not None:

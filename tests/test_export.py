@@ -233,30 +233,23 @@ def test_retention_skips_leased_segments_unless_the_disk_is_full(tmp_path: Path,
     written = write_segments(data, "gate", clip, time.time() - 600, segment_s=SEGMENT_S)
     index = RecordingIndex(data / "index.sqlite")
     retention = Retention(data / "recordings", index, 1, 0, 0.0, leased=lambda: leased(data))
-    lease = Lease(data, [written[0][0], written[1][0]])
+    reader = IndexReader(data / "index.sqlite")
+    plan = Plan("gate", 0, time.time(), reader.all_segments()[:2])  # an export of the two oldest
+    lease = Lease(data, [seg.path for seg in plan.segments])
     assert leased(data) == {written[0][0], written[1][0]}
     assert retention.enforce() == 3  # over budget: everything but what the export reads goes
-    kept = {s.path for s in IndexReader(data / "index.sqlite").all_segments()}
-    assert kept == {written[0][0], written[1][0]}
+    assert [s.path for s in reader.all_segments()] == [written[0][0], written[1][0]]
 
-    # The exporter reads the first; then the disk fills: recording wins, the export fails clearly.
-    reader = IndexReader(data / "index.sqlite")
-    plan = Plan("gate", 0, time.time(), reader.segments_between("gate", 0, time.time()))
+    # Then a write finds the disk full: recording wins over the export, which fails clearly.
+    retention.disk_full()
+    assert retention.enforce() == 2 and reader.all_segments() == []
     out = tmp_path / "out.mp4"
-    exporter = Exporter(plan, data / "recordings", lease=lease)
-    original = exporter._segment
-
-    def fill_disk_after_first(seg):  # noqa: ANN001, ANN202
-        original(seg)
-        if seg.path == written[0][0]:
-            retention.disk_full()
-            retention.enforce()
-
-    exporter._segment = fill_disk_after_first  # type: ignore[method-assign]
     with pytest.raises(ExportError, match="was deleted while this export read it"), out.open("wb") as file:
-        exporter.run(file)
+        Exporter(plan, data / "recordings", lease=lease).run(file)
     lease.release()
     assert leased(data) == set()
+    reader.close()
+    index.close()
 
 
 def test_a_lease_of_a_dead_process_does_not_count(tmp_path: Path) -> None:
