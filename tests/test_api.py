@@ -280,3 +280,30 @@ async def _play(url: str, seconds: float) -> dict[str, Any]:
         error = await page.evaluate(f"{video}.error && {video}.error.message")
         return {"duration": duration, "target": target, "seeked": seeked, "ready": ready, "played_to": played_to,
                 "error": error}  # fmt: skip
+
+
+def test_a_tampered_segment_cuts_the_stream_and_the_manifest_says_why(box: Box) -> None:
+    import http.client
+    import sqlite3
+
+    with sqlite3.connect(box.tmp / "data" / "index.sqlite") as db:  # the 29th of the five minutes after the gap
+        (path,) = db.execute(
+            "SELECT path FROM segments WHERE camera = 'gate' AND start BETWEEN ? AND ?",
+            (box.tail + 275, box.tail + 285),
+        ).fetchone()
+    victim = box.tmp / "data" / "recordings" / path
+    raw = bytearray(victim.read_bytes())
+    raw[-50] ^= 0xFF
+    victim.unlink()  # a hard link to the others: this one alone changes
+    victim.write_bytes(bytes(raw))
+    query = _q("gate", box.tail, box.tail + 300)
+    request = urllib.request.Request(f"{box.base}/api/export.mp4?{query}")
+    request.add_header("Authorization", f"Bearer {TOKEN}")
+    with urllib.request.urlopen(request, timeout=60, context=box.context) as answer:
+        assert answer.status == 200
+        with pytest.raises(http.client.IncompleteRead) as cut:  # cut, never ended as if whole
+            answer.read()
+    assert len(cut.value.partial) > 1_000_000  # 28 segments went out before the 29th was found changed
+    status, _, body = _get(box, f"/api/export.json?{query}")
+    assert status == 409 and path in json.loads(body)["error"] and "does not match" in json.loads(body)["error"]
+    assert [e for e in box.daemon.logs() if e.get("event") == "api_export_cut"]
