@@ -6,10 +6,11 @@ left a retained health with status `offline` and the time it stopped; one that c
 or lost power left only its Last Will (`offline`) and whatever health it last sent. A
 broker that cannot be reached is said to be that, as `tail` and `roll-call` say it.
 
-Exit codes (README "Command line"; SPEC 1's 0, 1, 2 unchanged):
-0 ok; 1 degraded or failed; 2 no answer from the daemon (offline, or silent), a bad
-config, or the broker refused this box's credentials or certificate (a setting to fix);
-3 the broker cannot be reached (network, broker down); 4 the daemon answered `starting`.
+Exit codes (README "Command line"; SPEC 1's 0, 1, 2 unchanged, 4 added):
+0 ok; 1 degraded or failed; 2 no answer: the daemon is offline or silent, the broker
+cannot be reached, refused this box's credentials or certificate, or the config is bad
+(the line printed says which); 4 the daemon answered `starting`. A broker that cannot
+be reached stays 2, as SPEC 1 says ("no answer"): scripts that test for 2 keep working.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, TextIO
 
 from edge.config import Config
 
-EXIT_OK, EXIT_UNHEALTHY, EXIT_NO_ANSWER, EXIT_NO_BROKER, EXIT_STARTING = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_UNHEALTHY, EXIT_NO_ANSWER, EXIT_STARTING = 0, 1, 2, 4
 _ERRNO = re.compile(r"\[Errno -?\d+\]\s*")
 OFFLINE_GRACE_S = 3.0  # a retained `offline` may be a restart in progress: wait this long for `online`
 
@@ -144,7 +145,7 @@ def run(config: Config, timeout: float, out: TextIO, err: TextIO) -> int:
             return EXIT_NO_ANSWER
         why = _ERRNO.sub("", str(exc)).strip() or "timed out"
         print(f"cannot reach the broker at {mqtt.host}:{mqtt.port}: {why[:1].lower()}{why[1:]}", file=err)
-        return EXIT_NO_BROKER
+        return EXIT_NO_ANSWER
     if heard.answer is not None:
         print(json.dumps(heard.answer, indent=2), file=out)
         return code_of(heard.answer)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge.camera import CameraState, CameraStatus
 from edge.health import health
-from edge.healthcheck import EXIT_NO_ANSWER, EXIT_NO_BROKER, EXIT_OK, EXIT_STARTING
+from edge.healthcheck import EXIT_NO_ANSWER, EXIT_OK, EXIT_STARTING
 from harness.broker import Mosquitto
 from harness.camsim import CameraSimulator
 from harness.daemon import DaemonProcess, run_cli, write_config
@@ -99,5 +99,5 @@ def test_start_stop_crash_and_broker_down_as_health_and_roll_call_tell_them(
 
     broker.stop()
     down = run_cli("health", "--config", str(config), "--timeout", "5")
-    assert down.returncode == EXIT_NO_BROKER, down.stdout + down.stderr
+    assert down.returncode == EXIT_NO_ANSWER, down.stdout + down.stderr
     assert down.stderr.strip() == f"cannot reach the broker at 127.0.0.1:{broker.port}: connection refused"
