@@ -27,6 +27,7 @@ from edge.limits import FormatGuard, SizeLimit
 from edge.logs import get_logger
 from edge.mosaic import Frame, TileGrabber
 from edge.motion import MotionDetector
+from edge.quiet import QUIET_AFTER_S, QuietPolicy
 from edge.recorder import SegmentRecorder
 from edge.redact import redact_url
 from edge.schedule import DetectSchedule
@@ -36,6 +37,7 @@ from edge.source import (
     SourceError,
     SourceOptions,
     demux_packets,
+    luma_view,
     open_stream,
     select_streams,
 )
@@ -107,14 +109,6 @@ def name_os_thread(name: str) -> None:
         _LIBC.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
     except (AttributeError, OSError):
         pass
-
-
-def luma_view(frame: av.VideoFrame) -> np.ndarray:
-    """The Y plane as a zero-copy 2-D view (costs nothing, unlike to_ndarray(gray))."""
-    if frame.format.name.startswith(("yuv", "yuvj", "nv12", "nv21", "gray")):
-        plane = frame.planes[0]
-        return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
-    return frame.to_ndarray(format="gray")
 
 
 def _limit(camera: CameraConfig) -> SizeLimit:
@@ -293,6 +287,7 @@ class CameraWorker(StreamWorker):
         self._sink = sink
         self._lock = threading.Lock()  # guards the tracker: shutdown may close it from outside
         self._tracker = EventTracker(box_id, camera_id, events)
+        self._quiet_after = max(QUIET_AFTER_S, events.end_after + 1.0)  # edge.quiet: never with an event open
         self._detector = MotionDetector(camera.motion, camera.privacy_masks, camera.zones)
         self._thumbs = ThumbnailMaker(events.thumbnail_width, events.jpeg_quality, camera.privacy_masks)
         self._want_images = camera.share == "full"
@@ -333,7 +328,8 @@ class CameraWorker(StreamWorker):
             self.recorder.begin(video, audio)
             streams += [audio] if audio is not None else []
         idle = IdleController(self.camera.motion.idle_after, time.monotonic(), self._size_trust)
-        self._decoder = decoder = IdleDecoder(video, idle, copy_held=self.recorder is not None)
+        quiet = QuietPolicy(self._quiet_after, now=time.monotonic())
+        self._decoder = decoder = IdleDecoder(video, idle, copy_held=self.recorder is not None, quiet=quiet)
         self._backlog = Backlog(self._backlog_limit)
         self.status.idle = False
         for packet in demux_packets(container, streams, self._url, clock, self._stop):
@@ -349,6 +345,7 @@ class CameraWorker(StreamWorker):
     def _video_packet(self, packet: av.Packet, decoder: IdleDecoder, backoff: Backoff) -> None:
         """Decode and analyse, or (idle mode, edge.idle) hold the packet back undecoded."""
         arrival = time.monotonic()
+        quiet_held = decoder.quiet_held
         frames = decoder.feed(packet, arrival)
         self._note_idle(decoder)
         if decoder.action is Action.HOLD:
@@ -360,6 +357,7 @@ class CameraWorker(StreamWorker):
             if self.status.state is not CameraState.STREAMING:
                 self._streaming(backoff, frame.width, frame.height)
             self._on_frame(frame, self._backlog.stale(at, frame.time), at)
+        self.status.frames_in += decoder.quiet_held - quiet_held  # decoded, kept from the detector by quiet mode
 
     def _note_idle(self, decoder: IdleDecoder) -> None:
         idle = decoder.idle
@@ -411,6 +409,8 @@ class CameraWorker(StreamWorker):
             self._note_idle(self._decoder)
         with self._lock:
             step = self._tracker.update(t, result)
+        if self._decoder is not None:
+            self._decoder.quiet.event(self._tracker.active)
         if step.new_peak and self._want_images:
             self._best_image = self._thumbs.capture(frame)
             self._best_unpublished = True

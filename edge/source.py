@@ -33,12 +33,17 @@ from dataclasses import dataclass
 
 import av
 import av.error
+import numpy as np
 
 from edge.idle import MAX_HELD, Action, IdleController, h264_slice_kind
+from edge.quiet import QuietPolicy, Verdict
 from edge.stream_errors import describe
 
 SUPPORTED_CODECS = {"h264": "H.264", "hevc": "H.265"}
 CATCH_UP_S = 1.0  # on waking from idle, held frames this recent are analysed too
+# On waking from quiet mode the decoder is rebuilt with deblocking by decoding again the
+# packets since the last keyframe; a longer GOP than this switches at the next keyframe.
+MAX_REDECODE = 150
 
 
 class SourceError(Exception):
@@ -202,6 +207,14 @@ def _decode_with(codec: av.codec.context.CodecContext, packet: av.Packet) -> lis
         return []
 
 
+def luma_view(frame: av.VideoFrame) -> np.ndarray:
+    """The Y plane as a zero-copy 2-D view (costs nothing, unlike to_ndarray(gray))."""
+    if frame.format.name.startswith(("yuv", "yuvj", "nv12", "nv21", "gray")):
+        plane = frame.planes[0]
+        return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+    return frame.to_ndarray(format="gray")
+
+
 def copy_packet(packet: av.Packet) -> av.Packet:
     """A packet with the same bytes and times that nothing else will touch."""
     copy = av.Packet(bytes(packet))
@@ -214,12 +227,24 @@ class IdleDecoder:
     to analyse; while the controller says the camera is idle, only keyframes are decoded
     and the packets in between are held back, to be decoded in order when it wakes.
 
+    Quiet mode (edge.quiet) works here too: while the camera is quiet the decoder runs
+    without deblocking (switched at a keyframe) and `timed` hands over only the frames
+    the policy picks; on waking the decoder is rebuilt with deblocking from the last
+    keyframe and the frames it held are handed over exact.
+
     The daemon's camera worker and the motion evaluation both decode through this, so
     the evaluation measures what the daemon does. `copy_held`: hold copies (the caller
     hands the packets on to something that changes them, e.g. the recorder)."""
 
-    def __init__(self, video: av.VideoStream, idle: IdleController, copy_held: bool = False) -> None:
+    def __init__(
+        self, video: av.VideoStream, idle: IdleController, copy_held: bool = False, quiet: QuietPolicy | None = None
+    ) -> None:
         self.idle = idle
+        self.quiet = quiet if quiet is not None else QuietPolicy()
+        self.quiet_held = 0  # frames quiet mode kept from the detector (less those handed over on waking)
+        self._pending: list[tuple[av.VideoFrame, float]] = []  # held by quiet mode since the last handed frame
+        self._gop: list[av.Packet] | None = []  # decoded without deblocking since the last keyframe
+        self._full = True  # the decoder in use deblocks
         self.action = Action.DECODE  # what was done with the last packet
         self.held: list[tuple[av.Packet, float]] = []  # held packets and when each arrived
         # On waking, the frames of held packets that arrived in the last CATCH_UP_S, with
@@ -228,6 +253,7 @@ class IdleDecoder:
         # constant bitrate that can be a few frames later).
         self.recent: list[tuple[av.VideoFrame, float]] = []
         self.decoded = 0  # packets handed to the decoder (the rest were held and dropped)
+        self._stream_codec = video.codec_context
         self._codec = video.codec_context
         self._h264 = self._codec.name == "h264"
         self._copy = copy_held
@@ -250,20 +276,84 @@ class IdleDecoder:
             return []
         if action is Action.WAKE:
             for held, at in self.held:  # the decoder needs them as references
-                frames = _decode_with(self._codec, held)
+                frames = self._decode(held)
                 if now - at <= CATCH_UP_S:
                     self.recent += [(frame, at) for frame in frames]
             self.decoded += len(self.held)
         if action is not Action.DECODE:
             self.held.clear()
         self.decoded += 1
-        return _decode_with(self._codec, packet)
+        return self._decode(packet)
 
     def timed(self, frames: list[av.VideoFrame], now: float) -> list[tuple[av.VideoFrame, float]]:
         """What to analyse after `feed`, oldest first, with arrival times: the catch-up
-        frames (`recent`, only on waking), then `frames`, this packet's, which arrived `now`."""
-        return [*self.recent, *((frame, now) for frame in frames)]
+        frames (`recent`, only on waking), then `frames`, this packet's, which arrived `now`;
+        while quiet (edge.quiet) only those the policy picks, exact again on waking."""
+        timed = [*self.recent, *((frame, now) for frame in frames)]
+        if self.action is not Action.DECODE:  # idle mode decides: keyframes, or all on waking
+            self._pending.clear()
+            if self.action is Action.WAKE:
+                self.quiet.wake(now)
+                return self._exact(timed)
+            return timed
+        handed: list[tuple[av.VideoFrame, float]] = []
+        for k, (frame, at) in enumerate(timed):
+            verdict = self.quiet.frame(at, luma_view(frame))
+            if verdict is Verdict.WAKE:
+                self.quiet_held -= len(self._pending)
+                woke = self._exact([*self._pending, *timed[k:]])
+                self._pending.clear()
+                return handed + woke
+            if verdict is Verdict.ANALYSE:
+                self._pending.clear()
+                handed.append((frame, at))
+                continue
+            self.quiet_held += 1
+            self._pending = [(f, a) for f, a in self._pending if at - a < CATCH_UP_S]
+            self._pending.append((frame, at))
+        return handed
 
     def analysed(self, now: float, motion: bool) -> None:
-        """A motion result of a frame from `feed`: it may wake the camera (a keyframe showed motion)."""
+        """A motion result of a frame from `feed`: it may wake the camera (a keyframe showed
+        motion, or a frame analysed while quiet did: deblocking from the next frame on)."""
         self.idle.analysed(now, motion)
+        if self.quiet.analysed(now, motion):
+            self._exact([])
+
+    def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
+        """Decode with the decoder in use; at a keyframe, first switch to the mode quiet
+        mode wants; without deblocking, keep the packets for a rebuild on waking."""
+        key = packet.is_keyframe
+        if key and self._full != self.quiet.full_decode:
+            self._codec, self._full, self._gop = self._open(self.quiet.full_decode), self.quiet.full_decode, []
+        frames = _decode_with(self._codec, packet)
+        if not self._full:
+            if key:
+                self._gop = []
+            if self._gop is not None:
+                self._gop.append(copy_packet(packet) if self._copy else packet)
+                if len(self._gop) > MAX_REDECODE:
+                    self._gop = None  # too long to decode again: deblocking from the next keyframe
+        return frames
+
+    def _open(self, full: bool) -> av.codec.context.CodecContext:
+        """A new decoder for the stream, with the deblocking filter or without."""
+        src = self._stream_codec
+        codec = av.CodecContext.create(src.name, "r")
+        codec.extradata = src.extradata
+        codec.thread_type = "SLICE"
+        codec.options = {**src.options, **({} if full else {"skip_loop_filter": "all"})}
+        return codec
+
+    def _exact(self, timed: list[tuple[av.VideoFrame, float]]) -> list[tuple[av.VideoFrame, float]]:
+        """Rebuild the decoder with deblocking from the last keyframe (decoding the packets
+        since again); `timed` with each frame replaced by its exact twin (same pts)."""
+        if self._full or self._gop is None or not self._gop:
+            return timed
+        codec = self._open(True)
+        exact: dict[int | None, av.VideoFrame] = {}
+        for packet in self._gop:
+            for frame in _decode_with(codec, packet):
+                exact[frame.pts] = frame
+        self._codec, self._full, self._gop = codec, True, []
+        return [(exact.get(frame.pts, frame), at) for frame, at in timed]
