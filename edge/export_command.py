@@ -12,22 +12,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from edge.export import (
-    EXIT_BAD,
-    EXIT_FAILED,
-    EXIT_OK,
-    Exporter,
-    ExportError,
-    event_range,
-    export_to_file,
-    plan_from_index,
-)
-from edge.footage import parse_time, short_time
-from edge.index import IndexReader
-from edge.leases import Lease
+from edge.footage import short_time
 
+if TYPE_CHECKING:
+    from edge.index import IndexReader
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD = 0, 1, 2  # SPEC 5 (edge.export has the same)
 PROGRESS_EVERY_S = 0.25
 
 
@@ -147,6 +139,8 @@ def run(args: argparse.Namespace, load: Callable[[str], Any]) -> int:
     config = load(args.config)
     if config is None:
         return EXIT_BAD
+    from edge.index import IndexReader  # here: --help and --version load no PyAV
+
     data_dir: Path = config.box.data_dir
     try:
         reader = IndexReader(data_dir / "index.sqlite")
@@ -160,6 +154,10 @@ def run(args: argparse.Namespace, load: Callable[[str], Any]) -> int:
 
 
 def _export(args: argparse.Namespace, config: Any, reader: IndexReader) -> int:
+    from edge.export import Exporter, ExportError, event_range, export_to_file, plan_from_index
+    from edge.footage import parse_time
+    from edge.leases import Lease
+
     try:
         if args.event:
             camera, start, end = event_range(reader, args.event, config.events.pre_roll, config.events.post_roll)
