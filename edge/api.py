@@ -181,12 +181,10 @@ class FootageApi:
             reader = await self._index()
             events = self._events()
             try:
-                camera, start, end = await asyncio.to_thread(
-                    event_range, reader, event, events.pre_roll, events.post_roll
-                )
+                span = await asyncio.to_thread(event_range, reader, event, events.pre_roll, events.post_roll)
             except ExportError as exc:
                 raise _Refusal(404, str(exc)) from None
-            return Request(camera, start, end, event)
+            return Request(*span, event)  # camera, from, to
         camera = query.get("camera")
         if not camera:
             raise _Refusal(400, "give camera= with from= and to=, or event=")

@@ -255,7 +255,7 @@ class Daemon:
         if self.egress.may_name(cam_id):
             self._put_state(self.topics.motion(cam_id), b"OFF")  # a crash may have left ON retained
         for stream_worker in (*started, worker):
-            self._heartbeats[stream_worker.name] = lambda status=stream_worker.status: status.heartbeat_monotonic
+            self._heartbeats[stream_worker.name] = _heartbeat_of(stream_worker.status)
             stream_worker.start()
 
     async def _stop_camera(self, cam_id: str, reason: str) -> None:
@@ -621,6 +621,11 @@ class Daemon:
             self.mosaic = (page, time.time())
             if fitted is not None:  # None: cannot fit the broker's limit, counted in stats.mqtt.images_too_large
                 await self.egress.publish_volatile(self.topics.mosaic, fitted, qos=0, retain=True)
+
+
+def _heartbeat_of(status: CameraStatus) -> Callable[[], float | None]:
+    """Reads `status`'s heartbeat when called (the worker thread keeps it current)."""
+    return lambda: status.heartbeat_monotonic
 
 
 def _parse_health_request(payload: bytes) -> str | None:

@@ -9,7 +9,9 @@ import contextlib
 import os
 import resource
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from edge import __version__
 
@@ -140,6 +142,7 @@ def _cmd_run(path: str) -> int:
     cv2.setNumThreads(1)  # camera threads already use the cores; nested pools only add overhead
 
     configure_logging(config.log.level)
+    runner: Callable[[Coroutine[Any, Any, None]], None]
     try:
         import uvloop
 

@@ -721,10 +721,10 @@ class _Document:
             merges += self._pairs(source, loc, out, explicit=False)
         return out
 
-    def _pairs(self, node: yaml.MappingNode, loc: Loc, out: dict[str, Any], explicit: bool) -> list[yaml.Node]:
+    def _pairs(self, node: yaml.MappingNode, loc: Loc, out: dict[str, Any], explicit: bool) -> list[yaml.MappingNode]:
         """Add `node`'s pairs to `out`; return the mappings named by its merge keys."""
         first_line: dict[str, int] = {}
-        merges: list[yaml.Node] = []
+        merges: list[yaml.MappingNode] = []
         for key_node, value_node in node.value:
             line = _line(key_node)
             if key_node.tag == _MERGE_TAG:

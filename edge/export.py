@@ -281,9 +281,10 @@ class Exporter:
     def _open_output(self, video: av.VideoStream, audio: av.AudioStream | None) -> None:
         assert self.writer is not None
         self._output = av.open(self.writer, "w", format="mp4", options=MUX_OPTIONS)
-        self._video = _Track(self._output.add_stream_from_template(video))
+        video_out = self._output.add_stream_from_template(video)
+        self._video = _Track(video_out)
         if video.sample_aspect_ratio:  # the pasp box; the codec (not opened) does not know it
-            self._video.out.codec_context.sample_aspect_ratio = video.sample_aspect_ratio
+            video_out.codec_context.sample_aspect_ratio = video.sample_aspect_ratio
         self._video_sig = _video_signature(video)
         self.video_desc = _describe_video(video)
         if audio is not None:
@@ -293,6 +294,7 @@ class Exporter:
         self._output.start_encoding()
         for track in (self._video, self._audio):
             if track is not None:
+                assert track.out.time_base is not None  # start_encoding() has the muxer choose it
                 track.tb = float(track.out.time_base)
 
     def _remux(self, seg: Segment, inp: av.container.InputContainer) -> None:
@@ -316,10 +318,14 @@ class Exporter:
             audio = None
         start = self._segment_start(seg)
         base: float | None = None  # seconds of the first video dts in the file
-        early_audio: list[av.Packet] = []
+        early_audio: list[tuple[av.Packet, int]] = []  # with its dts
         streams = [video] + ([audio] if audio is not None else [])
+        assert video.time_base is not None  # libavformat gives every stream of an opened input one
         video_tb = float(video.time_base)
-        audio_tb = float(audio.time_base) if audio is not None else 0.0
+        audio_tb = 0.0
+        if audio is not None:
+            assert audio.time_base is not None  # likewise
+            audio_tb = float(audio.time_base)
         for packet in inp.demux(streams):
             if packet.dts is None:
                 continue
@@ -327,11 +333,11 @@ class Exporter:
             tb = video_tb if is_video else audio_tb
             if base is None:
                 if not is_video:
-                    early_audio.append(packet)
+                    early_audio.append((packet, packet.dts))
                     continue
                 base = packet.dts * video_tb
-                for held in early_audio:
-                    self._packet(held, start + held.dts * audio_tb - base, False, audio_tb)
+                for held, held_dts in early_audio:
+                    self._packet(held, start + held_dts * audio_tb - base, False, audio_tb)
             self._packet(packet, start + packet.dts * tb - base, is_video, tb)
             if self._state.done:
                 return
@@ -384,6 +390,8 @@ class Exporter:
         state = self._state
         track = self._video if is_video else self._audio
         assert track is not None and self._output is not None and state.origin is not None
+        assert packet.dts is not None  # _remux passes on only packets with a dts
+        assert track.out.time_base is not None  # chosen by the muxer in _open_output
         out_tb = track.tb
         dts = round((wall - state.origin) / out_tb)
         if track.last_dts is not None and dts <= track.last_dts:

@@ -178,6 +178,7 @@ class MotionDetector:
         qualify: a flat daytime view (asphalt from above) is limited by compression
         artefacts, not by contrast, and keeps the full floor.
         """
+        assert self._bg is not None  # only called from process() after the first frame set it
         mean, std = cv2.meanStdDev(self._bg[::4], mask=self._valid[::4])
         lit = max(float(mean[0, 0]) / BRIGHTNESS_DAY, float(std[0, 0]) / CONTRAST_DAY)
         scale = min(1.0, max(CONTRAST_MIN_SCALE, lit))
@@ -188,7 +189,7 @@ class MotionDetector:
         (dx, dy), response = cv2.phaseCorrelate(self._bg, frame)
         if response < MIN_SHAKE_RESPONSE or not 0.5 <= abs(dx) + abs(dy) <= MAX_SHAKE_PX:
             return False
-        shift = np.float32([[1, 0, dx], [0, 1, dy]])
+        shift = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
         for name in ("_bg", "_prev", "_noise"):
             setattr(self, name, cv2.warpAffine(getattr(self, name), shift, self._size, borderMode=cv2.BORDER_REPLICATE))
         return True

@@ -235,7 +235,7 @@ HEADER = ("camera", "stream", "result", "codec", "size", "fps", "GOP", "bitrate"
 
 
 def rows(reports: Iterable[CameraReport]) -> list[tuple[str, ...]]:
-    out = []
+    out: list[tuple[str, ...]] = []
     for report in reports:
         for stream in report.streams:
             if stream.error is not None:

@@ -87,7 +87,9 @@ class WriteFaults:
         now = time.time()
         with self._lock:
             for key in (DISK, camera):
-                fault = self._active.pop(key, None) if key is not None else None
+                if key is None:
+                    continue
+                fault = self._active.pop(key, None)
                 if fault is not None and fault.logged:
                     self._log.info(
                         _event(key, "recovered"),

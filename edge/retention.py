@@ -212,6 +212,7 @@ class Retention:
         if first is None or last is None:
             return False
         fsync_path(path)
+        assert stream.time_base is not None  # libavformat gives every stream of an opened input one
         end = start + (last - first) * float(stream.time_base)
         self._index.add(camera, relpath, start, end, path.stat().st_size, digest)
         return True

@@ -51,6 +51,7 @@ def _cuts(inp: av.container.InputContainer, segment_s: float) -> list[list[av.Pa
     """The clip's packets (video and audio, demux order) cut at the first keyframe after each
     `segment_s`. The packets refer to `inp`'s streams: use them while it is open."""
     video = inp.streams.video[0]
+    assert video.time_base is not None  # libavformat gives every stream of an opened input one
     segments: list[list[av.Packet]] = []
     first_key = None
     for packet in inp.demux():
@@ -97,6 +98,7 @@ def write_segments(
                     outs = {s.index: out.add_stream_from_template(s) for s in templates}
                     out.start_encoding()
                     for packet in packets:
+                        assert packet.dts is not None  # _cuts keeps only packets with a dts
                         tb = packet.stream.time_base
                         shift = round(zero / tb)
                         if packet.stream.type == "video":

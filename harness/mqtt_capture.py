@@ -46,7 +46,8 @@ class MqttCapture:
         )
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
-        self._client.reconnect_delay_set(min_delay=0.1, max_delay=0.5)
+        # paho annotates the delays int, but only adds and sleeps on them: fractions of a second work
+        self._client.reconnect_delay_set(min_delay=0.1, max_delay=0.5)  # type: ignore[arg-type]
         self._host, self._port = host, port
         self._connected = threading.Event()
 
