@@ -246,7 +246,7 @@ class RecordWorker(StreamWorker):
     def _serve(self, container: av.container.InputContainer, backoff: Backoff, clock: FrameClock) -> None:
         video, audio = self._select(container)
         self.recorder.begin(video, audio)
-        streams = [video] + ([audio] if audio is not None else [])
+        streams: list[av.stream.Stream] = [video] + ([audio] if audio is not None else [])
         for packet in demux_packets(container, streams, self._url, clock, self._stop):
             if self._stop.is_set():
                 return
@@ -323,7 +323,7 @@ class CameraWorker(StreamWorker):
 
     def _serve(self, container: av.container.InputContainer, backoff: Backoff, clock: FrameClock) -> None:
         video, audio = self._select(container)
-        streams = [video]
+        streams: list[av.stream.Stream] = [video]
         if self.recorder is not None:
             self.recorder.begin(video, audio)
             streams += [audio] if audio is not None else []

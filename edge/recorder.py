@@ -114,6 +114,7 @@ def coded_size(data: bytes, codec: str, max_pixels: int) -> tuple[int, int] | No
             return info.width, info.height
     try:
         decoder = av.CodecContext.create(codec, "r")
+        assert isinstance(decoder, av.VideoCodecContext)  # `codec` is the video stream's (h264/hevc)
         decoder.options = {"max_pixels": str(max_pixels)}
         frames = decoder.decode(av.Packet(data)) + decoder.decode(None)
     except (av.error.FFmpegError, ValueError):
@@ -342,12 +343,17 @@ class SegmentRecorder:
         seg = self._open
         if seg is None or seg.audio_out is None or self._audio is None or packet.stream is not self._audio:
             return
+        # the open segment was started by write() from the video stream begin() set; demuxed
+        # streams have a time base; write() passes on only packets with a dts
+        assert self._video is not None and self._video.time_base is not None and self._audio.time_base is not None
+        assert packet.dts is not None
         offset = int(seg.first_dts * float(self._video.time_base) / float(self._audio.time_base))
         if packet.dts < offset:
             return
         self._mux(seg, packet, seg.audio_out, offset)
 
     def _mux(self, seg: OpenSegment, packet: av.Packet, out_stream: av.stream.Stream, offset: int) -> None:
+        assert packet.dts is not None  # write() passes on only packets with a dts
         packet.dts -= offset
         if packet.pts is not None:
             packet.pts -= offset
@@ -360,6 +366,7 @@ class SegmentRecorder:
             self._fail(exc)
 
     def _start(self, packet: av.Packet, params: tuple[bytes, ...], data: bytes) -> OpenSegment | None:
+        assert self._video is not None and packet.dts is not None  # write() checked both before calling
         now = time.time()
         start = self._next_start if self._next_start is not None else now
         if abs(start - now) > MAX_DRIFT_S:
@@ -389,6 +396,7 @@ class SegmentRecorder:
     def _describe_format(self, video_out: av.VideoStream, params: tuple[bytes, ...], data: bytes) -> None:
         """The stream changed format since it was opened: the new segment's sample
         description gets the new parameter sets and picture size, not the SDP's."""
+        assert self._video is not None  # called by _start(), which write() calls only with it set
         ctx = video_out.codec_context
         ctx.extradata = b"".join(b"\x00\x00\x00\x01" + nal for nal in params)
         size = coded_size(data, self._video.codec_context.name, self.max_size[0] * self.max_size[1])
@@ -406,7 +414,8 @@ class SegmentRecorder:
             self._fail(exc, closing=True)
         finally:
             seg.file.close()
-        tb = float(self._video.time_base) if self._video is not None else 0.0
+        video_tb = self._video.time_base if self._video is not None else None
+        tb = float(video_tb) if video_tb is not None else 0.0
         end = seg.start + (seg.last_dts - seg.first_dts + seg.last_duration) * tb
         self._next_start = end
         try:

@@ -199,10 +199,10 @@ def decode(packet: av.Packet) -> list[av.VideoFrame]:
         return []
 
 
-def _decode_with(codec: av.codec.context.CodecContext, packet: av.Packet) -> list[av.VideoFrame]:
+def _decode_with(codec: av.VideoCodecContext, packet: av.Packet) -> list[av.VideoFrame]:
     """Decode with the stream's decoder: held packets may be copies that belong to no stream."""
     try:
-        return codec.decode(packet)  # type: ignore[return-value]
+        return codec.decode(packet)
     except av.error.FFmpegError:
         return []
 
@@ -211,7 +211,10 @@ def luma_view(frame: av.VideoFrame) -> np.ndarray:
     """The Y plane as a zero-copy 2-D view (costs nothing, unlike to_ndarray(gray))."""
     if frame.format.name.startswith(("yuv", "yuvj", "nv12", "nv21", "gray")):
         plane = frame.planes[0]
-        return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+        # numpy's stubs (before Python 3.12's collections.abc.Buffer) take only the buffer types
+        # they know; a PyAV plane exports the buffer protocol
+        data = np.frombuffer(plane, np.uint8)  # type: ignore[call-overload]
+        return data.reshape(plane.height, plane.line_size)[:, : plane.width]
     return frame.to_ndarray(format="gray")
 
 
@@ -336,10 +339,11 @@ class IdleDecoder:
                     self._gop = None  # too long to decode again: deblocking from the next keyframe
         return frames
 
-    def _open(self, full: bool) -> av.codec.context.CodecContext:
+    def _open(self, full: bool) -> av.VideoCodecContext:
         """A new decoder for the stream, with the deblocking filter or without."""
         src = self._stream_codec
         codec = av.CodecContext.create(src.name, "r")
+        assert isinstance(codec, av.VideoCodecContext)  # src is a video stream's codec (h264/hevc)
         codec.extradata = src.extradata
         codec.thread_type = "SLICE"
         codec.options = {**src.options, **({} if full else {"skip_loop_filter": "all"})}
