@@ -37,9 +37,9 @@ FINE = 4
 # never makes a cell blind (7.5 levels at most, under the detector's day floor of 8);
 # GATE_CELLS changed cells wake the camera.
 GATE_SIGMAS = 6.0
-GATE_MIN_LEVELS = 3.0
+GATE_MIN_LEVELS = 5.0
 GATE_CELLS = 2
-PEAK_MARGIN, PEAK_CAP, PEAK_DECAY = 1.25, 6.0, 0.97  # the decay per compared frame
+PEAK_MARGIN, PEAK_CAP, PEAK_DECAY = 1.25, 6.0, 0.99  # the decay per compared frame
 _MAD_TO_SIGMA = 1.4826  # median absolute value of a normal variable, in standard deviations
 
 

@@ -257,7 +257,9 @@ class IdleDecoder:
         self.recent: list[tuple[av.VideoFrame, float]] = []
         self.decoded = 0  # packets handed to the decoder (the rest were held and dropped)
         self._stream_codec = video.codec_context
-        self._codec = video.codec_context
+        # A decoder of its own from the start: the stream's is then never opened, so
+        # switching modes never leaves two decoders' pictures in memory.
+        self._codec = self._open(True)
         self._h264 = self._codec.name == "h264"
         self._copy = copy_held
 
