@@ -345,7 +345,6 @@ class CameraWorker(StreamWorker):
     def _video_packet(self, packet: av.Packet, decoder: IdleDecoder, backoff: Backoff) -> None:
         """Decode and analyse, or (idle mode, edge.idle) hold the packet back undecoded."""
         arrival = time.monotonic()
-        quiet_held = decoder.quiet_held
         frames = decoder.feed(packet, arrival)
         self._note_idle(decoder)
         if decoder.action is Action.HOLD:
@@ -357,7 +356,6 @@ class CameraWorker(StreamWorker):
             if self.status.state is not CameraState.STREAMING:
                 self._streaming(backoff, frame.width, frame.height)
             self._on_frame(frame, self._backlog.stale(at, frame.time), at)
-        self.status.frames_in += decoder.quiet_held - quiet_held  # decoded, kept from the detector by quiet mode
 
     def _note_idle(self, decoder: IdleDecoder) -> None:
         idle = decoder.idle
@@ -405,7 +403,7 @@ class CameraWorker(StreamWorker):
         result = self._detector.process(luma_view(frame), t)
         status.frames_detect += 1
         if self._decoder is not None:
-            self._decoder.analysed(now_mono, result.motion)
+            frame = self._decoder.analysed(now_mono, result.motion, frame) or frame  # exact, if quiet mode woke
             self._note_idle(self._decoder)
         with self._lock:
             step = self._tracker.update(t, result)

@@ -36,7 +36,7 @@ import av.error
 import numpy as np
 
 from edge.idle import MAX_HELD, Action, IdleController, h264_slice_kind
-from edge.quiet import QuietPolicy, Verdict
+from edge.quiet import QuietPolicy
 from edge.stream_errors import describe
 
 SUPPORTED_CODECS = {"h264": "H.264", "hevc": "H.265"}
@@ -231,9 +231,8 @@ class IdleDecoder:
     and the packets in between are held back, to be decoded in order when it wakes.
 
     Quiet mode (edge.quiet) works here too: while the camera is quiet the decoder runs
-    without deblocking (switched at a keyframe) and `timed` hands over only the frames
-    the policy picks; on waking the decoder is rebuilt with deblocking from the last
-    keyframe and the frames it held are handed over exact.
+    without deblocking (switched at a keyframe); when it wakes the decoder is rebuilt
+    with deblocking from the last keyframe, so the frames from then on are exact.
 
     The daemon's camera worker and the motion evaluation both decode through this, so
     the evaluation measures what the daemon does. `copy_held`: hold copies (the caller
@@ -244,8 +243,6 @@ class IdleDecoder:
     ) -> None:
         self.idle = idle
         self.quiet = quiet if quiet is not None else QuietPolicy()
-        self.quiet_held = 0  # frames quiet mode kept from the detector (less those handed over on waking)
-        self._pending: list[tuple[av.VideoFrame, float]] = []  # held by quiet mode since the last handed frame
         self._gop: list[av.Packet] | None = []  # decoded without deblocking since the last keyframe
         self._full = True  # the decoder in use deblocks
         self.action = Action.DECODE  # what was done with the last packet
@@ -292,38 +289,24 @@ class IdleDecoder:
 
     def timed(self, frames: list[av.VideoFrame], now: float) -> list[tuple[av.VideoFrame, float]]:
         """What to analyse after `feed`, oldest first, with arrival times: the catch-up
-        frames (`recent`, only on waking), then `frames`, this packet's, which arrived `now`;
-        while quiet (edge.quiet) only those the policy picks, exact again on waking."""
+        frames (`recent`, only on waking), then `frames`, this packet's, which arrived `now`."""
         timed = [*self.recent, *((frame, now) for frame in frames)]
-        if self.action is not Action.DECODE:  # idle mode decides: keyframes, or all on waking
-            self._pending.clear()
-            if self.action is Action.WAKE:
-                self.quiet.wake(now)
-                return self._exact(timed)
-            return timed
-        handed: list[tuple[av.VideoFrame, float]] = []
-        for k, (frame, at) in enumerate(timed):
-            verdict = self.quiet.frame(at, luma_view(frame))
-            if verdict is Verdict.WAKE:
-                self.quiet_held -= len(self._pending)
-                woke = self._exact([*self._pending, *timed[k:]])
-                self._pending.clear()
-                return handed + woke
-            if verdict is Verdict.ANALYSE:
-                self._pending.clear()
-                handed.append((frame, at))
-                continue
-            self.quiet_held += 1
-            self._pending = [(f, a) for f, a in self._pending if at - a < CATCH_UP_S]
-            self._pending.append((frame, at))
-        return handed
+        if self.action is Action.WAKE:  # idle mode woke: so does quiet mode, with exact frames
+            self.quiet.wake(now)
+            return self._exact(timed)
+        for _, at in timed:
+            self.quiet.frame(at)
+        return timed
 
-    def analysed(self, now: float, motion: bool) -> None:
+    def analysed(self, now: float, motion: bool, frame: av.VideoFrame | None = None) -> av.VideoFrame | None:
         """A motion result of a frame from `feed`: it may wake the camera (a keyframe showed
-        motion, or a frame analysed while quiet did: deblocking from the next frame on)."""
+        motion; or, while quiet, any frame did: deblocking again from the last keyframe).
+        Returns `frame`, or its exact twin when it was decoded without deblocking, for pictures."""
         self.idle.analysed(now, motion)
-        if self.quiet.analysed(now, motion):
-            self._exact([])
+        if not self.quiet.analysed(now, motion):
+            return frame
+        exact = self._exact([] if frame is None else [(frame, now)])
+        return exact[0][0] if exact else frame
 
     def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
         """Decode with the decoder in use; at a keyframe, first switch to the mode quiet
