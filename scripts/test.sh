@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 .venv/bin/mypy  # type check (pyproject.toml [tool.mypy]): an error fails the run before the tests
-exec .venv/bin/python -m pytest -n "${NVR_EDGE_TEST_WORKERS:-4}" --dist loadfile "$@"
+exec .venv/bin/python -m pytest -n "${NVR_EDGE_TEST_WORKERS:-6}" --dist loadfile "$@"
