@@ -313,7 +313,8 @@ class IdleDecoder:
         mode wants; without deblocking, keep the packets for a rebuild on waking."""
         key = packet.is_keyframe
         if key and self._full != self.quiet.full_decode:
-            self._codec, self._full, self._gop = self._open(self.quiet.full_decode), self.quiet.full_decode, []
+            self._replace(self.quiet.full_decode)
+            self._gop = []
         frames = _decode_with(self._codec, packet)
         if not self._full:
             if key:
@@ -339,10 +340,18 @@ class IdleDecoder:
         since again); `timed` with each frame replaced by its exact twin (same pts)."""
         if self._full or self._gop is None or not self._gop:
             return timed
-        codec = self._open(True)
+        self._replace(True)
+        wanted = {frame.pts for frame, _ in timed}
         exact: dict[int | None, av.VideoFrame] = {}
         for packet in self._gop:
-            for frame in _decode_with(codec, packet):
-                exact[frame.pts] = frame
-        self._codec, self._full, self._gop = codec, True, []
+            for frame in _decode_with(self._codec, packet):
+                if frame.pts in wanted:  # the others only as references: not kept
+                    exact[frame.pts] = frame
+        self._gop = []
         return [(exact.get(frame.pts, frame), at) for frame, at in timed]
+
+    def _replace(self, full: bool) -> None:
+        """Switch to a new decoder; the old one goes first, so its pictures' memory is
+        reused instead of each camera holding two decoders' worth at every switch."""
+        del self._codec
+        self._codec, self._full = self._open(full), full
