@@ -27,7 +27,6 @@ from edge.limits import FormatGuard, SizeLimit
 from edge.logs import get_logger
 from edge.mosaic import Frame, TileGrabber
 from edge.motion import MotionDetector
-from edge.quiet import QUIET_AFTER_S, QuietPolicy
 from edge.recorder import SegmentRecorder
 from edge.redact import redact_url
 from edge.schedule import DetectSchedule
@@ -287,7 +286,6 @@ class CameraWorker(StreamWorker):
         self._sink = sink
         self._lock = threading.Lock()  # guards the tracker: shutdown may close it from outside
         self._tracker = EventTracker(box_id, camera_id, events)
-        self._quiet_after = max(QUIET_AFTER_S, events.end_after + 1.0)  # edge.quiet: never with an event open
         self._detector = MotionDetector(camera.motion, camera.privacy_masks, camera.zones)
         self._thumbs = ThumbnailMaker(events.thumbnail_width, events.jpeg_quality, camera.privacy_masks)
         self._want_images = camera.share == "full"
@@ -328,8 +326,7 @@ class CameraWorker(StreamWorker):
             self.recorder.begin(video, audio)
             streams += [audio] if audio is not None else []
         idle = IdleController(self.camera.motion.idle_after, time.monotonic(), self._size_trust)
-        quiet = QuietPolicy(self._quiet_after, now=time.monotonic())
-        self._decoder = decoder = IdleDecoder(video, idle, copy_held=self.recorder is not None, quiet=quiet)
+        self._decoder = decoder = IdleDecoder(video, idle, copy_held=self.recorder is not None)
         self._backlog = Backlog(self._backlog_limit)
         self.status.idle = False
         for packet in demux_packets(container, streams, self._url, clock, self._stop):
@@ -403,12 +400,10 @@ class CameraWorker(StreamWorker):
         result = self._detector.process(luma_view(frame), t)
         status.frames_detect += 1
         if self._decoder is not None:
-            frame = self._decoder.analysed(now_mono, result.motion, frame) or frame  # exact, if quiet mode woke
+            self._decoder.analysed(now_mono, result.motion)
             self._note_idle(self._decoder)
         with self._lock:
             step = self._tracker.update(t, result)
-        if self._decoder is not None:
-            self._decoder.quiet.event(self._tracker.active)
         if step.new_peak and self._want_images:
             self._best_image = self._thumbs.capture(frame)
             self._best_unpublished = True

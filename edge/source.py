@@ -36,14 +36,10 @@ import av.error
 import numpy as np
 
 from edge.idle import MAX_HELD, Action, IdleController, h264_slice_kind
-from edge.quiet import QuietPolicy
 from edge.stream_errors import describe
 
 SUPPORTED_CODECS = {"h264": "H.264", "hevc": "H.265"}
 CATCH_UP_S = 1.0  # on waking from idle, held frames this recent are analysed too
-# On waking from quiet mode the decoder is rebuilt with deblocking by decoding again the
-# packets since the last keyframe; a longer GOP than this switches at the next keyframe.
-MAX_REDECODE = 150
 
 
 class SourceError(Exception):
@@ -230,21 +226,12 @@ class IdleDecoder:
     to analyse; while the controller says the camera is idle, only keyframes are decoded
     and the packets in between are held back, to be decoded in order when it wakes.
 
-    Quiet mode (edge.quiet) works here too: while the camera is quiet the decoder runs
-    without deblocking (switched at a keyframe); when it wakes the decoder is rebuilt
-    with deblocking from the last keyframe, so the frames from then on are exact.
-
     The daemon's camera worker and the motion evaluation both decode through this, so
     the evaluation measures what the daemon does. `copy_held`: hold copies (the caller
     hands the packets on to something that changes them, e.g. the recorder)."""
 
-    def __init__(
-        self, video: av.VideoStream, idle: IdleController, copy_held: bool = False, quiet: QuietPolicy | None = None
-    ) -> None:
+    def __init__(self, video: av.VideoStream, idle: IdleController, copy_held: bool = False) -> None:
         self.idle = idle
-        self.quiet = quiet if quiet is not None else QuietPolicy()
-        self._gop: list[av.Packet] | None = []  # decoded without deblocking since the last keyframe
-        self._full = True  # the decoder in use deblocks
         self.action = Action.DECODE  # what was done with the last packet
         self.held: list[tuple[av.Packet, float]] = []  # held packets and when each arrived
         # On waking, the frames of held packets that arrived in the last CATCH_UP_S, with
@@ -253,10 +240,7 @@ class IdleDecoder:
         # constant bitrate that can be a few frames later).
         self.recent: list[tuple[av.VideoFrame, float]] = []
         self.decoded = 0  # packets handed to the decoder (the rest were held and dropped)
-        self._stream_codec = video.codec_context
-        # A decoder of its own from the start: the stream's is then never opened, so
-        # switching modes never leaves two decoders' pictures in memory.
-        self._codec = self._open(True)
+        self._codec = video.codec_context
         self._h264 = self._codec.name == "h264"
         self._copy = copy_held
 
@@ -278,80 +262,20 @@ class IdleDecoder:
             return []
         if action is Action.WAKE:
             for held, at in self.held:  # the decoder needs them as references
-                frames = self._decode(held)
+                frames = _decode_with(self._codec, held)
                 if now - at <= CATCH_UP_S:
                     self.recent += [(frame, at) for frame in frames]
             self.decoded += len(self.held)
         if action is not Action.DECODE:
             self.held.clear()
         self.decoded += 1
-        return self._decode(packet)
+        return _decode_with(self._codec, packet)
 
     def timed(self, frames: list[av.VideoFrame], now: float) -> list[tuple[av.VideoFrame, float]]:
         """What to analyse after `feed`, oldest first, with arrival times: the catch-up
         frames (`recent`, only on waking), then `frames`, this packet's, which arrived `now`."""
-        timed = [*self.recent, *((frame, now) for frame in frames)]
-        if self.action is Action.WAKE:  # idle mode woke: so does quiet mode, with exact frames
-            self.quiet.wake(now)
-            return self._exact(timed)
-        for _, at in timed:
-            self.quiet.frame(at)
-        return timed
+        return [*self.recent, *((frame, now) for frame in frames)]
 
-    def analysed(self, now: float, motion: bool, frame: av.VideoFrame | None = None) -> av.VideoFrame | None:
-        """A motion result of a frame from `feed`: it may wake the camera (a keyframe showed
-        motion; or, while quiet, any frame did: deblocking again from the last keyframe).
-        Returns `frame`, or its exact twin when it was decoded without deblocking, for pictures."""
+    def analysed(self, now: float, motion: bool) -> None:
+        """A motion result of a frame from `feed`: it may wake the camera (a keyframe showed motion)."""
         self.idle.analysed(now, motion)
-        if not self.quiet.analysed(now, motion):
-            return frame
-        exact = self._exact([] if frame is None else [(frame, now)])
-        return exact[0][0] if exact else frame
-
-    def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
-        """Decode with the decoder in use; at a keyframe, first switch to the mode quiet
-        mode wants; without deblocking, keep the packets for a rebuild on waking."""
-        key = packet.is_keyframe
-        if key and self._full != self.quiet.full_decode:
-            self._replace(self.quiet.full_decode)
-            self._gop = []
-        frames = _decode_with(self._codec, packet)
-        if not self._full:
-            if key:
-                self._gop = []
-            if self._gop is not None:
-                self._gop.append(copy_packet(packet) if self._copy else packet)
-                if len(self._gop) > MAX_REDECODE:
-                    self._gop = None  # too long to decode again: deblocking from the next keyframe
-        return frames
-
-    def _open(self, full: bool) -> av.VideoCodecContext:
-        """A new decoder for the stream, with the deblocking filter or without."""
-        src = self._stream_codec
-        codec = av.CodecContext.create(src.name, "r")
-        assert isinstance(codec, av.VideoCodecContext)  # src is a video stream's codec (h264/hevc)
-        codec.extradata = src.extradata
-        codec.thread_type = "SLICE"
-        codec.options = {**src.options, **({} if full else {"skip_loop_filter": "all"})}
-        return codec
-
-    def _exact(self, timed: list[tuple[av.VideoFrame, float]]) -> list[tuple[av.VideoFrame, float]]:
-        """Rebuild the decoder with deblocking from the last keyframe (decoding the packets
-        since again); `timed` with each frame replaced by its exact twin (same pts)."""
-        if self._full or self._gop is None or not self._gop:
-            return timed
-        self._replace(True)
-        wanted = {frame.pts for frame, _ in timed}
-        exact: dict[int | None, av.VideoFrame] = {}
-        for packet in self._gop:
-            for frame in _decode_with(self._codec, packet):
-                if frame.pts in wanted:  # the others only as references: not kept
-                    exact[frame.pts] = frame
-        self._gop = []
-        return [(exact.get(frame.pts, frame), at) for frame, at in timed]
-
-    def _replace(self, full: bool) -> None:
-        """Switch to a new decoder; the old one goes first, so its pictures' memory is
-        reused instead of each camera holding two decoders' worth at every switch."""
-        del self._codec
-        self._codec, self._full = self._open(full), full

@@ -31,7 +31,6 @@ from edge.idle import (
     h264_slice_kind,
 )
 from edge.motion import MotionDetector
-from edge.quiet import QuietPolicy
 from edge.source import CATCH_UP_S, IdleDecoder, select_streams
 from harness.clips import ensure_clips
 
@@ -324,7 +323,7 @@ def test_real_packets_idle_while_still_and_awake_at_the_first_moving_frame(clip:
     held, idle_at, woke_at, first_motion, caught_up = 0, None, None, None, 0
     with av.open(str(clip)) as container:
         video, _ = select_streams(container)
-        decoder = IdleDecoder(video, ctl, quiet=QuietPolicy(quiet_after=0))  # idle mode alone (quiet: test_quiet)
+        decoder = IdleDecoder(video, ctl)
         for packet in container.demux(video):
             if not packet.size:
                 continue
