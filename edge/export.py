@@ -35,7 +35,7 @@ from typing import Any, BinaryIO
 import av
 
 from edge import __version__
-from edge.footage import GAP_S, Gap, Plan, local_iso, nothing_recorded
+from edge.footage import EXIT_FAILED, EXIT_OK, GAP_S, Gap, Plan, local_iso, nothing_recorded
 from edge.index import IndexReader, Segment
 from edge.leases import Lease
 
@@ -51,7 +51,6 @@ TIMELINE = (
     "timestamps (the picture holds), never a join; gaps[].at_s says where"
 )
 CHECK_OK, CHECK_MISMATCH, CHECK_NONE = "ok", "mismatch", "no hash recorded (recorded before nvr-edge kept hashes)"
-EXIT_OK, EXIT_FAILED, EXIT_BAD = 0, 1, 2
 
 
 class ExportError(Exception):

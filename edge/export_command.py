@@ -14,12 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from edge.footage import short_time
+from edge.footage import EXIT_BAD, EXIT_FAILED, EXIT_OK, short_time
 
 if TYPE_CHECKING:
     from edge.index import IndexReader
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD = 0, 1, 2  # SPEC 5 (edge.export has the same)
 PROGRESS_EVERY_S = 0.25
 
 

@@ -17,6 +17,7 @@ from datetime import date, datetime, time
 from edge.index import Segment
 
 GAP_S = 0.25  # less than this between two segments is clock rounding, not a gap
+EXIT_OK, EXIT_FAILED, EXIT_BAD = 0, 1, 2  # `nvr-edge export` and its child process (SPEC 5)
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?")
 _EPOCH = re.compile(r"\d{9,11}(\.\d+)?")
 
