@@ -20,9 +20,9 @@ import math
 from typing import Any
 
 from edge import __version__
-from edge.camera import CameraState
 from edge.config import CameraConfig, Config, HomeAssistantConfig
 from edge.health import HEALTH_STATES  # SPEC 3.5, with starting and offline (issue 18)
+from edge.status import CameraState
 from edge.topics import Topics
 
 ONLINE, OFFLINE = "online", "offline"  # payloads of P/status (edge/mqtt.py) and of Home Assistant's birth/will

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge import __version__
-from edge.camera import CameraState, CameraStatus
 from edge.config import reserve_problem
+from edge.status import CameraState, CameraStatus
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 LOW_FREE_BYTES = 64 * 1024 * 1024

@@ -31,18 +31,20 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
-from edge.camera import CameraState, CameraStatus
 from edge.config import CameraConfig, WebTlsConfig
 from edge.health import RateMeter
 from edge.logs import get_logger
-from edge.mosaic import Consent
 from edge.ratelog import REQUEST_BURST, RateLimitedLog
+from edge.status import CameraState, CameraStatus
+
+if TYPE_CHECKING:  # edge.mosaic needs PyAV and OpenCV; the page only names its consent type
+    from edge.mosaic import Consent
 
 VIEW_MAX_AGE_S = 1.0  # cameras.json is computed at most once a second, however many screens poll
 RETRY_BIND_S = 30.0

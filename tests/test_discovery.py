@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from edge.camera import CameraState, CameraStatus
 from edge.config import ConfigError, parse_config
 from edge.discovery import CAMERA_STATES, HEALTH_STATES, discovery_messages, status_topic
 from edge.health import RateMeter, health, stats
+from edge.status import CameraState, CameraStatus
 from edge.topics import Topics
 from harness.broker import Mosquitto
 from harness.camsim import CameraSimulator

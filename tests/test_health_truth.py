@@ -9,9 +9,9 @@ import json
 import time
 from pathlib import Path
 
-from edge.camera import CameraState, CameraStatus
 from edge.health import health
 from edge.healthcheck import EXIT_NO_ANSWER, EXIT_OK, EXIT_STARTING
+from edge.status import CameraState, CameraStatus
 from harness.broker import Mosquitto
 from harness.camsim import CameraSimulator
 from harness.daemon import DaemonProcess, run_cli, write_config

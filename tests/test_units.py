@@ -6,8 +6,8 @@ import pytest
 
 from edge.app import _parse_health_request
 from edge.backoff import Backoff
-from edge.camera import CameraState, CameraStatus
 from edge.health import RateMeter, health
+from edge.status import CameraState, CameraStatus
 from edge.topics import Topics
 
 

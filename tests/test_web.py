@@ -22,9 +22,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from edge.camera import CameraState, CameraStatus
 from edge.config import CameraConfig
 from edge.mosaic import BAR_H, TILE_H, TILE_W, mosaic_size, tile_rect
+from edge.status import CameraState, CameraStatus
 from edge.web import ScreenData
 from harness.broker import Mosquitto, free_port
 from harness.camsim import CameraSimulator
