@@ -258,6 +258,9 @@ class MotionDetector:
         # Activity: departed from the background and from the last frame, exactly (night
         # noise rarely does both; a leaf does it all the time).
         active = cv2.bitwise_and(changing_now, cv2.compare(exact, threshold, cv2.CMP_GT))
+        # Before this frame's activity is added: where it is still below SWAYING, nothing moved
+        # lately. Until it is learnt, nowhere is known to sway (None): every new blob is calm.
+        self._lately = self._activity.copy() if t >= self._learnt_at else None
         cv2.accumulateWeighted(active, self._activity, _weight(ACTIVITY_TAU_S, dt))
         cv2.accumulateWeighted(changing_now, self._recent, _weight(RECENT_TAU_S, dt))
         changing = cv2.dilate(cv2.compare(self._recent, 0.1 * 255, cv2.CMP_GT), _GROW)
@@ -330,18 +333,19 @@ class MotionDetector:
             if cv2.countNonZero(cv2.bitwise_and(fresh[box], blobs[box])) < STEP_MIN_CHANGING * pixels:
                 stepped = True
                 continue
-            candidates.append(self._blob(contour, (x, y, w, h), pixels))
+            calm = self._lately is None or cv2.minMaxLoc(self._lately[box])[1] <= SWAYING * 255
+            candidates.append(self._blob(contour, (x, y, w, h), pixels, calm))
         if not candidates:
             return [], stepped
         relit = _relit(candidates, cv2.bitwise_and(blobs, usable), frame, bg)
         kept = [c for c, lit in zip(candidates, relit, strict=True) if not lit]
         return kept, stepped or len(kept) < len(candidates)
 
-    def _blob(self, contour: np.ndarray, box: tuple[int, int, int, int], pixels: float, at=(0, 0)) -> Blob:
+    def _blob(self, contour: np.ndarray, box: tuple[int, int, int, int], pixels: float, calm: bool) -> Blob:
         m = cv2.moments(contour)
         x, y, w, h = box
         cx, cy = (m["m10"] / m["m00"], m["m01"] / m["m00"]) if m["m00"] else (x + w / 2, y + h / 2)
-        return Blob.at((x + at[0], y + at[1], w, h), pixels, (cx + at[0], cy + at[1]), self._size)
+        return Blob.at(box, pixels, (cx, cy), self._size, calm)
 
 
 def _weight(tau: float, dt: float) -> float:

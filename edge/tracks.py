@@ -6,6 +6,8 @@ frame's blobs are linked to the tracks of the frames before (nearest centre with
 gate that grows with the blob and the time since it was last seen); a track is
 confirmed once its centre has moved from where it was first seen by a distance that
 grows with its size, along a path that mostly goes one way. Only confirmed tracks are motion.
+A blob that appears where nothing has moved lately (`Blob.calm`) counts at once, provisionally:
+it has nothing to be mistaken for there, and its travel is judged like any other's at MIN_AGE_S.
 """
 
 from __future__ import annotations
@@ -43,13 +45,19 @@ class Blob:
     cx: float
     cy: float
     border: tuple[int, int] = (0, 0)  # per axis: -1 touches the low border, 1 the high, 0 neither or both
+    calm: bool = False  # nothing moved where it is lately: no foliage or flag to mistake it for
 
     @classmethod
     def at(
-        cls, box: tuple[int, int, int, int], pixels: float, centre: tuple[float, float], view: tuple[int, int]
+        cls,
+        box: tuple[int, int, int, int],
+        pixels: float,
+        centre: tuple[float, float],
+        view: tuple[int, int],
+        calm: bool = False,
     ) -> Blob:
         x, y, w, h = box
-        return cls(x, y, w, h, pixels, centre[0], centre[1], (_side(x, w, view[0]), _side(y, h, view[1])))
+        return cls(x, y, w, h, pixels, centre[0], centre[1], (_side(x, w, view[0]), _side(y, h, view[1])), calm)
 
     def where(self, border: tuple[int, int]) -> tuple[float, float]:
         """Its position for a track that began touching `border`: a person walking in from
@@ -77,6 +85,7 @@ class Track:
     border: tuple[int, int] = (0, 0)  # of its first sighting: how its position is measured
     sightings: int = 1
     confirmed: bool = False
+    provisional: bool = False  # confirmed only for being calm: judged by its travel at MIN_AGE_S
     path: list[tuple[float, float]] = field(default_factory=list)
 
     def size(self) -> float:
@@ -100,7 +109,7 @@ class Tracker:
         lost = [tr for tr in self.tracks if t - tr.last_t > TRACK_LOST_S]
         self.tracks = [tr for tr in self.tracks if t - tr.last_t <= TRACK_LOST_S]
         self.stopped = [tr for tr in self.stopped if t - tr.last_t <= STOPPED_S]
-        self.stopped += [tr for tr in lost if tr.confirmed]
+        self.stopped += [tr for tr in lost if tr.confirmed and not tr.provisional]
         free = list(self.tracks)
         linked: list[tuple[Blob, Track]] = []
         # Big blobs choose first: a person should not lose its track to a leaf beside it.
@@ -108,8 +117,10 @@ class Tracker:
             track = _nearest(blob, free, t)
             if track is None:
                 track = Track(t, t, blob, blob.border, path=[blob.where(blob.border)])
-                known = [other for other in self.tracks if other.confirmed] + self.stopped
+                known = [other for other in self.tracks if other.confirmed and not other.provisional] + self.stopped
                 track.confirmed = any(_part_of(blob, other) for other in known)
+                if blob.calm and not track.confirmed:
+                    track.confirmed = track.provisional = True
                 self.tracks.append(track)
             else:
                 free.remove(track)
@@ -145,10 +156,13 @@ def _extend(track: Track, blob: Blob, t: float) -> None:
     track.path.append(blob.where(track.border))
     del track.path[:-HISTORY]
     age = t - track.first_t
-    if not track.confirmed and age >= FAST_AGE_S:
+    if (track.provisional or not track.confirmed) and age >= FAST_AGE_S:
         # Fast travel confirms early; a blob that has flickered in place for a while
         # (unconfirmed after IN_PLACE_S) must travel twice as far: it is foliage until shown otherwise.
-        track.confirmed = _travelled(track, 1.0 if MIN_AGE_S <= age <= IN_PLACE_S else 2.0)
+        # A provisional track that has not travelled by MIN_AGE_S is judged like any other.
+        travelled = _travelled(track, 1.0 if MIN_AGE_S <= age <= IN_PLACE_S else 2.0)
+        if travelled or age >= MIN_AGE_S:
+            track.confirmed, track.provisional = travelled, False
 
 
 def _travelled(track: Track, factor: float) -> bool:

@@ -9,18 +9,20 @@ from edge.tracks import Blob, Tracker
 VIEW = (178, 100)
 
 
-def blob(cx: float, cy: float, w: int = 6, h: int = 14) -> Blob:
+def blob(cx: float, cy: float, w: int = 6, h: int = 14, calm: bool = False) -> Blob:
     box = (round(cx - w / 2), round(cy - h / 2), w, h)
-    return Blob.at(box, float(w * h), (cx, cy), VIEW)
+    return Blob.at(box, float(w * h), (cx, cy), VIEW, calm)
+
+
+def verdicts(path: list[tuple[float, float]], fps: float = 5.0, calm: bool = False) -> list[bool]:
+    """Whether the blob at each point of `path` counts as motion."""
+    tracker = Tracker()
+    return [tracker.update([blob(x, y, calm=calm)], i / fps)[0][1].confirmed for i, (x, y) in enumerate(path)]
 
 
 def confirmed_at(path: list[tuple[float, float]], fps: float = 5.0) -> float | None:
-    tracker = Tracker()
-    for i, (x, y) in enumerate(path):
-        linked = tracker.update([blob(x, y)], i / fps)
-        if linked[0][1].confirmed:
-            return i / fps
-    return None
+    counted = verdicts(path, fps)
+    return counted.index(True) / fps if True in counted else None
 
 
 def test_a_walker_is_confirmed_within_half_a_second() -> None:
@@ -71,3 +73,23 @@ def test_tracks_unseen_for_over_a_second_are_forgotten() -> None:
     assert len(tracker.tracks) == 1
     tracker.update([], 1.6)
     assert tracker.tracks == []
+
+
+def test_a_blob_where_nothing_moved_lately_counts_at_once_and_keeps_counting_if_it_travels() -> None:
+    assert verdicts([(40 + 2.5 * i, 50) for i in range(10)], calm=True) == [True] * 10
+
+
+def test_a_calm_blob_that_then_sways_in_place_stops_counting_at_min_age() -> None:
+    """A gust in a tree that was still: its first sightings count (min_frames keeps them
+    from an event), and from MIN_AGE_S it is judged by its travel like any other blob."""
+    sway = [(80 + 2 * math.sin(i * 1.3), 50 + 1.5 * math.cos(i * 0.9)) for i in range(50)]
+    counted = verdicts(sway, calm=True)
+    assert counted[:2] == [True, True] and not any(counted[2:])
+
+
+def test_a_provisional_track_lends_nothing_to_blobs_beside_it() -> None:
+    tracker = Tracker()
+    tracker.update([blob(80, 50, calm=True)], 0.0)
+    linked = tracker.update([blob(80.5, 50), blob(84, 60, 4, 6)], 0.2)
+    assert [track.provisional for _, track in linked] == [True, False]
+    assert not linked[1][1].confirmed
