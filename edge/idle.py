@@ -90,62 +90,6 @@ class Wake:
     threshold: float = 0.0
 
 
-def _golomb(data: bytes, bit: int) -> tuple[int, int]:
-    """One unsigned Exp-Golomb code at `bit`: (value, next bit). IndexError past the end."""
-    zeros = 0
-    while not (data[bit >> 3] >> (7 - (bit & 7))) & 1:
-        zeros += 1
-        bit += 1
-        if zeros > 31:
-            raise IndexError("not an Exp-Golomb code")
-    bit += 1
-    value = 0
-    for _ in range(zeros):
-        value = (value << 1) | ((data[bit >> 3] >> (7 - (bit & 7))) & 1)
-        bit += 1
-    return (1 << zeros) - 1 + value, bit
-
-
-def _unescape(payload: bytes) -> bytes:
-    """Drop emulation-prevention bytes (00 00 03 -> 00 00)."""
-    return payload.replace(b"\x00\x00\x03", b"\x00\x00") if b"\x00\x00\x03" in payload else payload
-
-
-def _nal_units(data: bytes, whole: int) -> list[bytes]:
-    """NAL units of an access unit (`data` may be only its first bytes; `whole` is its size):
-    length-prefixed as in MP4 when the lengths add up, else Annex B (start codes, as from RTSP).
-    A 4-byte length such as 00 00 01 1b looks like a start code: the lengths decide."""
-    units, at = [], 0
-    while at + 4 <= len(data):
-        size = int.from_bytes(data[at : at + 4], "big")
-        if size == 0 or at + 4 + size > whole:
-            break
-        units.append(data[at + 4 : at + 4 + size])
-        at += 4 + size
-    else:
-        if units and (at == whole or at >= len(data)):
-            return units
-    if data[:3] == b"\x00\x00\x01" or data[:4] == b"\x00\x00\x00\x01":
-        return [unit.lstrip(b"\x00") for unit in data.split(b"\x00\x00\x01") if unit.strip(b"\x00")]
-    return []
-
-
-def h264_slice_kind(data: bytes, whole: int | None = None) -> str | None:
-    """'P', 'B' or 'I' from the first slice header of an H.264 access unit (`data`: the
-    whole unit, or its first bytes with `whole` its size); None when there is none or it
-    cannot be read (then sizes of all kinds are judged together)."""
-    try:
-        for unit in _nal_units(data, len(data) if whole is None else whole):
-            if unit and unit[0] & 0x1F in (1, 5):
-                head = _unescape(unit[1:16])
-                _, bit = _golomb(head, 0)  # first_mb_in_slice
-                slice_type, _ = _golomb(head, bit)
-                return "PBI"[slice_type % 5] if slice_type % 5 < 3 else "I"
-    except IndexError:
-        return None
-    return None
-
-
 Class = tuple[str | None, int]  # (slice kind, position after the keyframe: 1 .. REST)
 
 
@@ -285,7 +229,8 @@ class IdleController:
             self._onset = None
 
     def packet(self, now: float, size: int, key: bool, kind: str | None = None) -> Action:
-        """What to do with this video packet of `size` bytes (`kind`: 'P', 'B', 'I' or None)."""
+        """What to do with this video packet of `size` bytes (`kind`: 'P', 'B', 'I' or None,
+        from edge.bitstream.h264_slice_kind)."""
         if key:
             self._since_key = 0
             if not self.idle and now - self._last_motion >= QUIET_LEARN_S:

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import av
 
-from edge.recorder import parameter_sets
+from edge.bitstream import SpsInfo, parameter_sets, parse_sps, starts_with_sps
 from edge.source import SourceError
-from edge.sps import SpsInfo, parse_sps
 
 # Decoder memory allowed per stream, in pictures of its max_resolution: the pictures a
 # stream's SPS makes the decoder keep (references + the current one) at its own size
@@ -122,7 +121,7 @@ class FormatGuard:
     def packet(self, packet: av.Packet) -> None:
         """Check the parameter sets a packet carries (keyframes, or any packet starting with an SPS)."""
         head = bytes(memoryview(packet)[:8])
-        if not packet.is_keyframe and not _starts_with_sps(head, self._codec):
+        if not packet.is_keyframe and not starts_with_sps(head, self._codec):
             return
         params = parameter_sets(bytes(packet), self._codec)
         if not params or params == self._params:
@@ -141,14 +140,3 @@ class FormatGuard:
     def frame(self, width: int, height: int) -> None:
         """A decoded picture (the decoder may know a size the parameter sets did not say)."""
         self.limit.check(width, height)
-
-
-def _starts_with_sps(head: bytes, codec: str) -> bool:
-    """Whether an Annex-B packet's first NAL unit is an SPS (or, for H.265, a VPS before one)."""
-    at = head.find(b"\x00\x00\x01")
-    if at == -1 or at + 3 >= len(head):
-        return False
-    byte = head[at + 3]
-    if codec == "h264":
-        return byte & 0x1F == 7
-    return codec == "hevc" and (byte >> 1) & 0x3F in (32, 33)

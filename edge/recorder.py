@@ -27,9 +27,9 @@ from pathlib import Path
 
 import av
 
+from edge.bitstream import annexb, parameter_sets, parse_sps
 from edge.index import RecordingIndex
 from edge.logs import get_logger
-from edge.sps import parse_sps
 
 MAX_GAP_S = 5.0  # a timestamp leap larger than this is a discontinuity
 MAX_DRIFT_S = 3.0  # re-anchor to the clock when the stream's time drifts this far
@@ -73,36 +73,6 @@ def describe_write_error(exc: BaseException) -> tuple[str, bool]:
         if needle in text:
             return reason, True
     return text[:200] or type(exc).__name__, False
-
-
-# Per codec: the NAL unit type from an Annex-B NAL's first byte, the parameter-set types
-# (H.264 SPS/PPS; H.265 VPS/SPS/PPS) and the slice types.
-_NAL_TYPES = {
-    "h264": (lambda b: b & 0x1F, (7, 8), range(1, 6)),
-    "hevc": (lambda b: (b >> 1) & 0x3F, (32, 33, 34), range(0, 32)),
-}
-
-
-def parameter_sets(data: bytes, codec: str) -> tuple[bytes, ...]:
-    """The parameter-set NAL units at the head of an Annex-B access unit (or extradata).
-
-    A camera that changes resolution or encoding mid-stream sends new ones with its next
-    key frame; an MP4 track has one set (its sample description), so the segment ends."""
-    kind = _NAL_TYPES.get(codec)
-    if kind is None:
-        return ()
-    nal_type, wanted, slices = kind
-    found = []
-    at = data.find(b"\x00\x00\x01")
-    while at != -1 and at + 3 < len(data):
-        end = data.find(b"\x00\x00\x01", at + 3)
-        kind_of = nal_type(data[at + 3])
-        if kind_of in wanted:
-            found.append(data[at + 3 : len(data) if end == -1 else end].rstrip(b"\x00"))
-        elif kind_of in slices:
-            break  # a slice: the parameter sets come before it
-        at = end
-    return tuple(found)
 
 
 def coded_size(data: bytes, codec: str, max_pixels: int) -> tuple[int, int] | None:
@@ -309,6 +279,8 @@ class SegmentRecorder:
         seg = self._open
         tb = float(self._video.time_base)
         data = bytes(packet) if packet.is_keyframe else b""
+        # A camera that changes resolution or encoding mid-stream sends new parameter sets with
+        # its next keyframe; an MP4 track has one set (its sample description), so the segment ends.
         params = parameter_sets(data, self._video.codec_context.name)
         changed = False
         if seg is not None:
@@ -398,7 +370,7 @@ class SegmentRecorder:
         description gets the new parameter sets and picture size, not the SDP's."""
         assert self._video is not None  # called by _start(), which write() calls only with it set
         ctx = video_out.codec_context
-        ctx.extradata = b"".join(b"\x00\x00\x00\x01" + nal for nal in params)
+        ctx.extradata = annexb(params)
         size = coded_size(data, self._video.codec_context.name, self.max_size[0] * self.max_size[1])
         if size is not None:
             ctx.width, ctx.height = size

@@ -35,7 +35,8 @@ import av
 import av.error
 import numpy as np
 
-from edge.idle import MAX_HELD, Action, IdleController, h264_slice_kind
+from edge.bitstream import h264_slice_kind
+from edge.idle import MAX_HELD, Action, IdleController
 from edge.stream_errors import describe
 
 SUPPORTED_CODECS = {"h264": "H.264", "hevc": "H.265"}

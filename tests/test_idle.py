@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from edge.backlog import Backlog
+from edge.bitstream import h264_slice_kind
 from edge.camera import CameraWorker, luma_view
 from edge.config import CameraConfig, EventConfig, MotionConfig
 from edge.evaluation.stream import encode_luma, evaluate_stream, played_twice
@@ -28,7 +29,6 @@ from edge.idle import (
     IdleController,
     SizeBaseline,
     SizeTrust,
-    h264_slice_kind,
 )
 from edge.motion import MotionDetector
 from edge.source import CATCH_UP_S, IdleDecoder, select_streams

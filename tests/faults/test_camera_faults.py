@@ -23,7 +23,7 @@ from typing import Any
 import av
 import pytest
 
-from edge.recorder import parameter_sets
+from edge.bitstream import parameter_sets
 from edge.source import FrameClock, SourceError, SourceOptions
 from harness.broker import Mosquitto
 from harness.camsim import CameraSimulator

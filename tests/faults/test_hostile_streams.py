@@ -24,11 +24,11 @@ from typing import Any
 import av
 import pytest
 
+from edge.bitstream import SpsInfo, parameter_sets, parse_sps
 from edge.index import RecordingIndex
 from edge.limits import SizeLimit, SwitchGuard
-from edge.recorder import SegmentRecorder, parameter_sets
+from edge.recorder import SegmentRecorder
 from edge.source import FrameClock, SourceError, SourceOptions, demux_packets, open_stream, select_streams
-from edge.sps import SpsInfo, parse_sps
 from harness.broker import Mosquitto
 from harness.camsim import CameraSimulator
 from harness.clips import ensure_clips
