@@ -1,4 +1,4 @@
-"""Facts from the external contract (../shared/SPEC.md) that several tests check."""
+"""Facts from the external contract (docs/SPEC.md) that several tests check."""
 
 # SPEC 3.1: the keys of every event payload.
 EVENT_KEYS = frozenset(
