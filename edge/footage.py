@@ -8,12 +8,12 @@ down, the stream jumped, or the disk refused writes.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 
+from edge.durations import in_words
 from edge.index import Segment
 
 GAP_S = 0.25  # less than this between two segments is clock rounding, not a gap
@@ -155,18 +155,7 @@ def nothing_recorded(camera: str, start: float, end: float, before: Segment | No
         return f"{head}; there is no footage of {camera} on this box"
     near = []
     if before is not None:
-        near.append(f"before it, footage ends at {short_time(before.end)} ({_ago(start - before.end)} earlier)")
+        near.append(f"before it, footage ends at {short_time(before.end)} ({in_words(start - before.end)} earlier)")
     if after is not None:
-        near.append(f"after it, footage starts at {short_time(after.start)} ({_ago(after.start - end)} later)")
+        near.append(f"after it, footage starts at {short_time(after.start)} ({in_words(after.start - end)} later)")
     return f"{head}; nearest: " + "; ".join(near)
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{math.ceil(seconds)} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from edge.config import Config
+from edge.durations import in_words
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_NO_ANSWER, EXIT_STARTING = 0, 1, 2, 4
 _ERRNO = re.compile(r"\[Errno -?\d+\]\s*")
@@ -42,17 +43,6 @@ class Heard:
 
 def _local(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t))
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds} s ago"
-    if seconds < 7200:
-        return f"{seconds // 60} min ago"
-    if seconds < 172800:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
-    return f"{seconds // 86400} days ago"
 
 
 async def listen(config: Config, timeout: float) -> Heard:
@@ -104,7 +94,8 @@ def verdict(heard: Heard, box: str, timeout: float, now: float) -> tuple[str, in
     at = last.get("time") if isinstance(last.get("time"), int | float) else None
     if heard.status == "offline":
         if last.get("status") == "offline" and at is not None:
-            return f"{box}: offline since {_local(at)} ({_ago(now - at)}): the daemon was stopped", EXIT_NO_ANSWER
+            since = f"{_local(at)} ({in_words(now - at)} ago)"
+            return f"{box}: offline since {since}: the daemon was stopped", EXIT_NO_ANSWER
         said = f"; its last health was {last.get('status')} at {_local(at)}" if at is not None else ""
         return (
             f"{box}: offline: the daemon went away without stopping (a crash, a power cut or a lost "

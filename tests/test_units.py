@@ -70,3 +70,18 @@ def test_rate_meter_survives_a_camera_restarted_by_a_reload() -> None:
     new.frames_in = 10  # the new worker counts from zero
     fps_in, _ = meter.fps("a", new, 102.0)
     assert fps_in == 5.0
+
+
+def test_durations_read_at_a_glance() -> None:
+    from edge.durations import in_words
+
+    assert [in_words(s) for s in (-3, 0.9, 119, 120, 7199, 7200, 7260, 172800)] == [
+        "0 s",
+        "0 s",
+        "119 s",
+        "2 min",
+        "119 min",
+        "2 h 0 min",
+        "2 h 1 min",
+        "2 days",
+    ]
