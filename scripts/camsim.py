@@ -45,7 +45,6 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -58,10 +57,26 @@ gi.require_version("GstRtspServer", "1.0")
 gi.require_version("GstPbutils", "1.0")
 from gi.repository import GLib, Gst, GstPbutils, GstRtspServer  # noqa: E402
 
+# The repository root, for edge.bitstream (pure stdlib, so the system python3 imports it
+# from the source tree: the simulator and the daemon read H.264 with the same code).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from edge.bitstream import (  # noqa: E402
+    H264_IDR,
+    H264_SLICE,
+    H264_SPS,
+    BitstreamError,
+    annexb_spans,
+    escape,
+    h264_sps_fields,
+    nal_type,
+    rbsp,
+    ue_code,
+)
+
 # Bump when the cached elementary streams must be made again (a different conversion).
 ANNEXB_FORMAT = 2
 MOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-SLICE_NALS = (1, 5)  # H.264 coded slice, non-IDR and IDR
+SLICE_NALS = (H264_SLICE, H264_IDR)
 ROLE = "media.factory.role"  # GstRTSPToken field that names the client's role
 ANONYMOUS = "anonymous"
 
@@ -215,141 +230,56 @@ def clip_frames(h264: Path) -> int:
         return 0
 
 
-def nal_units(data: bytes) -> Iterator[tuple[int, int, int]]:
-    """(payload start, payload end, nal_unit_type) of each NAL unit of an Annex-B access unit."""
-    starts = []
-    at = data.find(b"\x00\x00\x01")
-    while at != -1:
-        starts.append(at + 3)
-        at = data.find(b"\x00\x00\x01", at + 3)
-    for k, start in enumerate(starts):
-        end = starts[k + 1] - 4 if k + 1 < len(starts) else len(data)  # 4: a 4-byte start code's zero
-        if end > start:
-            yield start, end, data[start] & 0x1F
-
-
 def corrupt_slices(data: bytes, rng: random.Random) -> bytes:
     """Overwrite a few random bytes of each slice NAL payload, past the slice header.
 
     New values are 2..255, so no start code (00 00 01) is ever made: the access unit
     keeps its NAL layout and only the picture data is wrong, as after bit errors."""
     out = bytearray(data)
-    for start, end, kind in nal_units(data):
-        if kind not in SLICE_NALS or end - start < 16:
+    for start, end in annexb_spans(data):
+        if nal_type(data[start : start + 1], "h264") not in SLICE_NALS or end - start < 16:
             continue
         for _ in range(4 + (end - start) // 1500):
             out[rng.randrange(start + 8, end)] = rng.randrange(2, 256)
     return bytes(out)
 
 
-class BitReader:
-    """MSB-first bits of an RBSP, remembering the position (for copying spans verbatim)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def u(self, n: int) -> int:
-        value = 0
-        for _ in range(n):
-            value = (value << 1) | ((self.data[self.pos >> 3] >> (7 - (self.pos & 7))) & 1)
-            self.pos += 1
-        return value
-
-    def ue(self) -> int:
-        zeros = 0
-        while self.u(1) == 0:
-            zeros += 1
-        return (1 << zeros) - 1 + self.u(zeros)
-
-    def se(self) -> int:
-        k = self.ue()
-        return (k + 1) // 2 if k & 1 else -(k // 2)
-
-
-def _ue_bits(value: int) -> str:
-    code = bin(value + 1)[2:]
-    return "0" * (len(code) - 1) + code
-
-
 def _bit_span(data: bytes, start: int, end: int) -> str:
     return "".join(str((data[i >> 3] >> (7 - (i & 7))) & 1) for i in range(start, end))
-
-
-def _unescape(nal: bytes) -> bytes:
-    return nal.replace(b"\x00\x00\x03", b"\x00\x00")
-
-
-def _escape(rbsp: bytes) -> bytes:
-    """Emulation prevention: 00 00 0x (x <= 3) becomes 00 00 03 0x."""
-    out, zeros = bytearray(), 0
-    for byte in rbsp:
-        if zeros >= 2 and byte <= 3:
-            out.append(3)
-            zeros = 0
-        out.append(byte)
-        zeros = zeros + 1 if byte == 0 else 0
-    return bytes(out)
 
 
 def claim_sps(nal: bytes, width: int, height: int, refs: int | None) -> bytes:
     """An H.264 SPS NAL unit (header included) rewritten to claim `width`x`height` (even
     numbers, 4:2:0: whole macroblocks cropped to it) and `refs` reference frames; the other
     fields are kept."""
-    rbsp = _unescape(nal[1:])
-    bits = BitReader(rbsp)
-    profile = bits.u(8)
-    bits.u(16)
-    bits.ue()
-    chroma = 1
-    if profile in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135):
-        chroma = bits.ue()
-        if chroma == 3:
-            bits.u(1)
-        bits.ue(), bits.ue(), bits.u(1)
-        if bits.u(1):
-            fail("--claim: clips with scaling matrices are not supported")
-    bits.ue()
-    poc = bits.ue()
-    if poc == 0:
-        bits.ue()
-    elif poc == 1:
-        bits.u(1), bits.se(), bits.se()
-        for _ in range(bits.ue()):
-            bits.se()
-    head_end = bits.pos
-    old_refs = bits.ue()
-    gaps = bits.u(1)
-    bits.ue(), bits.ue()
-    frame_mbs_only = bits.u(1)
-    if not frame_mbs_only:
+    raw = rbsp(nal[1:])
+    try:
+        sps = h264_sps_fields(raw)
+    except BitstreamError:
+        fail("--claim: the clip's SPS does not parse")
+    if not sps.frame_mbs_only:
         fail("--claim: interlaced clips are not supported")
-    direct = bits.u(1)
-    if bits.u(1):  # the clip's own cropping: replaced by the claimed size's
-        bits.ue(), bits.ue(), bits.ue(), bits.ue()
-    if chroma != 1 or width % 2 or height % 2:
+    if sps.chroma_format != 1 or width % 2 or height % 2:
         fail("--claim: even sizes of 4:2:0 clips only")
     crop_x, crop_y = (-width % 16) // 2, (-height % 16) // 2
-    cropping = "0" if not crop_x and not crop_y else "1" + "".join(map(_ue_bits, (0, crop_x, 0, crop_y)))
-    last_one = max(i for i in range(len(rbsp) * 8) if (rbsp[i >> 3] >> (7 - (i & 7))) & 1)  # the stop bit
-    out = _bit_span(rbsp, 0, head_end) + _ue_bits(old_refs if refs is None else refs) + str(gaps)
-    out += _ue_bits(-(-width // 16) - 1) + _ue_bits(-(-height // 16) - 1) + "1" + str(direct) + cropping
-    out += _bit_span(rbsp, bits.pos, last_one + 1)
+    cropping = "0" if not crop_x and not crop_y else "1" + "".join(map(ue_code, (0, crop_x, 0, crop_y)))
+    last_one = max(i for i in range(len(raw) * 8) if (raw[i >> 3] >> (7 - (i & 7))) & 1)  # the stop bit
+    out = _bit_span(raw, 0, sps.refs_at) + ue_code(sps.refs if refs is None else refs) + str(sps.gaps_allowed)
+    out += ue_code(-(-width // 16) - 1) + ue_code(-(-height // 16) - 1) + "1" + str(sps.direct_8x8) + cropping
+    out += _bit_span(raw, sps.tail_at, last_one + 1)  # the rest: the clip's own cropping left out
     out += "0" * (-len(out) % 8)
-    return nal[:1] + _escape(int(out, 2).to_bytes(len(out) // 8, "big"))
+    return nal[:1] + escape(int(out, 2).to_bytes(len(out) // 8, "big"))
 
 
 def claimed_clip(clip: Clip, cache: Path, width: int, height: int, refs: int | None) -> Clip:
     """A copy of the clip's elementary stream whose every SPS claims the given size and refs."""
     out = cache / f"{clip.h264.stem}-claims-{width}x{height}-r{refs}.h264"
     data = clip.h264.read_bytes()
-    starts = [m.start() + 3 for m in re.finditer(b"\x00\x00\x01", data)]
     pieces, at = [], 0
-    for k, start in enumerate(starts):
-        end = starts[k + 1] - 3 if k + 1 < len(starts) else len(data)
-        if data[start] & 0x1F == 7:
-            nal_end = len(data[start:end].rstrip(b"\x00")) + start
-            pieces += [data[at:start], claim_sps(data[start:nal_end], width, height, refs)]
-            at = nal_end
+    for start, end in annexb_spans(data):
+        if nal_type(data[start : start + 1], "h264") == H264_SPS:
+            pieces += [data[at:start], claim_sps(data[start:end], width, height, refs)]
+            at = end
     pieces.append(data[at:])
     cache.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
