@@ -41,9 +41,9 @@ from edge.leases import Lease
 
 MUX_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
 IN_MEMORY_MAX = 64 * 2**20  # segments up to this are read once, hashed and demuxed from memory
-# A segment's moov says all a remux needs: probing it decoded frames (50 ms a 1080p segment), and
-# with no decoder allowed FFmpeg does not even decode the first one (9 ms). What only decoding
-# would tell (the pixel aspect ratio) is taken from the segment's pasp box instead.
+# A segment's moov says all a remux needs: probing it decodes frames, and with no decoder
+# allowed FFmpeg does not even decode the first one (cost: docs/PERFORMANCE.md "Measured
+# facts"). What only decoding would tell (the pixel aspect ratio) comes from the pasp box.
 INPUT_OPTIONS = {"probesize": "32", "analyzeduration": "0", "codec_whitelist": "none"}
 WRITE_QUEUE = 64  # chunks (FFmpeg's, ~32 KiB) waiting for the writer thread: a bound on memory
 TIMELINE = (

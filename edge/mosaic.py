@@ -2,7 +2,7 @@
 centre's screen.
 
 Cheap enough to leave on for 24 cameras: a camera worker converts a frame to a small
-colour tile (one swscale call, ~0.3 ms at 640x360) only when the mosaic asked for one,
+colour tile (one swscale call) only when the mosaic asked for one,
 once per `mosaic.interval`, with the camera's privacy masks blacked out right there, so
 no unmasked copy is ever kept. Composing and encoding the grid happens once per interval.
 
@@ -161,8 +161,8 @@ def _wrap(text: str, scale: float, width: int, lines: int) -> list[str]:
 
 
 def _paint(view: np.ndarray, colour: tuple[int, int, int]) -> None:
-    """Fill a view of the mosaic with one colour (cv2: numpy broadcasting a colour to a
-    strided view costs ~0.5 ms a tile)."""
+    """Fill a view of the mosaic with one colour (cv2: NumPy broadcasting a colour into
+    a strided view is several times slower; docs/PERFORMANCE.md "Measured facts")."""
     cv2.rectangle(view, (0, 0), (view.shape[1] - 1, view.shape[0] - 1), colour, -1)
 
 

@@ -93,8 +93,8 @@ def _downscale_plan(in_h: int, in_w: int, target: int) -> tuple[int, tuple[int, 
     """(halvings, final size or None): exact 2x steps, then one small bilinear step.
 
     OpenCV's INTER_AREA is fast (SIMD) only for exactly 2x; any other ratio takes its
-    generic path, ten times slower (640x360 -> 213x120 as one 3x step: ~250 us; as 2x
-    then 1.5x bilinear: ~55 us). The 2x steps do the averaging that removes noise and
+    generic path, several times slower (docs/PERFORMANCE.md "Measured facts"). The 2x
+    steps do the averaging that removes noise and
     aliasing; the last step, between 1x and 2x, is bilinear and close to free. An input
     at or below the target is analysed as it is.
     """
@@ -315,7 +315,7 @@ class MotionDetector:
         within the last two frames somewhere inside (a walker changes at its edges every
         frame; a porch light changes once and then holds, its blob kept alive only by the
         short memory of `changing`), and is not the background relit (`_relit`).
-        Outer contours are 5-10x cheaper than labelling every pixel; a blob's pixel
+        Outer contours are much cheaper than labelling every pixel; a blob's pixel
         count is its contour polygon's area plus half its perimeter plus one (exact for
         rectangles, close for any blob; holes count as filled, which suits a person).
         """

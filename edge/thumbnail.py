@@ -15,8 +15,8 @@ from edge.masks import polygon_mask
 class ThumbnailMaker:
     """Converts decoded frames to small colour images; one per camera worker.
 
-    The converter context is reused (a fresh one per frame costs ~1.5 ms), and a frame
-    is only converted when it becomes an event's best frame, never per frame.
+    The converter context is reused (building one per frame costs more than the
+    conversion), and a frame is only converted when it becomes an event's best frame.
     """
 
     def __init__(self, width: int, quality: int, masks: Sequence[Sequence[Sequence[float]]] = ()) -> None:
