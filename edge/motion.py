@@ -59,8 +59,8 @@ RELIT_SMOOTHNESS, RELIT_MIN_TEXTURE = 0.6, 1.5
 # ... or, textured or not, a change whose edges take this many pixels to reach its mean
 # strength: light and shadow fade in; an object's outline is a pixel or two wide.
 SOFT_EDGE_PX = 3.0
-# Night contrast normalisation: in a scene both dim and flat (below a typical day
-# scene's mean and standard deviation) the grey-level floor of the threshold scales down.
+# Night contrast normalisation: in a dim and flat scene (its mean and standard deviation
+# against a typical day scene's, geometric mean) the grey-level floor of the threshold scales down.
 BRIGHTNESS_DAY, CONTRAST_DAY, CONTRAST_MIN_SCALE, CONTRAST_EVERY_S = 80.0, 24.0, 0.25, 1.6
 _KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 _TOLERANCE = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
@@ -174,13 +174,14 @@ class MotionDetector:
 
         This is the contrast stretch other detectors apply to the pixels, applied to the
         threshold instead: the same gain for a faint person at night, but the per-pixel
-        noise term is untouched, so night noise is not amplified with it. Only dim scenes
-        qualify: a flat daytime view (asphalt from above) is limited by compression
-        artefacts, not by contrast, and keeps the full floor.
+        noise term is untouched, so night noise is not amplified with it. Brightness and
+        contrast count together (geometric mean): an IR-lit night view is mid-grey but
+        flat and qualifies; a flat daytime view (asphalt from above) is bright, is
+        limited by compression artefacts more than by contrast, and keeps most of the floor.
         """
         assert self._bg is not None  # only called from process() after the first frame set it
         mean, std = cv2.meanStdDev(self._bg[::4], mask=self._valid[::4])
-        lit = max(float(mean[0, 0]) / BRIGHTNESS_DAY, float(std[0, 0]) / CONTRAST_DAY)
+        lit = math.sqrt(max(0.0, float(mean[0, 0])) / BRIGHTNESS_DAY * float(std[0, 0]) / CONTRAST_DAY)
         scale = min(1.0, max(CONTRAST_MIN_SCALE, lit))
         return self._floor * scale
 
