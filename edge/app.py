@@ -182,7 +182,7 @@ class Daemon:
 
         self._sink = sink
         swept = await asyncio.to_thread(self.recordings.start)
-        self._close_interrupted_events()
+        await self._close_interrupted_events()
         self.egress.purge()
         for cam_id in self.config.cameras:
             self._start_camera(cam_id)
@@ -230,7 +230,7 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._log.info("daemon_stopped", outbox_pending=self.outbox.pending)
-        self.outbox.close()
+        await asyncio.to_thread(self.outbox.close)  # writes what is queued: never on the loop
         self.recordings.close()
 
     # -- cameras: start, stop, reload ------------------------------------------------
@@ -351,13 +351,13 @@ class Daemon:
                 held.popleft()
                 self._publish(item)
 
-    def _close_interrupted_events(self) -> None:
+    async def _close_interrupted_events(self) -> None:
         """Send the `end` of every event a crash or power cut left open (SPEC 3.1: every
         started event ends), before any camera starts, so they stay in order per camera.
         The end time is the last sign of life recorded for the event (at most a tick of
         the open-event heartbeat before the cut)."""
         cfg = self.config.events
-        for event in self.outbox.open_events():
+        for event in await self.outbox.open_events_async():
             payload = dict(event.payload)
             camera, start = str(payload["camera"]), float(payload["start_time"])  # type: ignore[arg-type]
             if not self.egress.may_name(camera):
@@ -404,17 +404,12 @@ class Daemon:
                 self._put_state(self.topics.snapshot(item.camera), jpeg)
             payload = item.event.to_payload(thumbnail=jpeg is not None, recordings=self._recordings_for(item))
             kind = Kind.UPDATE if item.event.type == "update" else Kind.EVENT
-            if self.egress.put_event(self.topics.events, payload, kind):
+            logged: dict[str, object] = {"camera": item.camera, "id": item.event.id, "type": item.event.type}
+            logged |= {"score": round(item.event.peak_score, 4), "reason": item.event.reason}
+            # Logged once committed (on the outbox's writer): a raised event in the log is on disk.
+            if self.egress.put_event(self.topics.events, payload, kind, lambda: self._log.info("event", **logged)):
                 at = {"start": item.event.start_time, "end": item.event.end_time}.get(item.event.type) or time.time()
                 self._last_events[item.camera] = {"type": item.event.type, "time": round(at, 3)}
-            self._log.info(
-                "event",
-                camera=item.camera,
-                id=item.event.id,
-                type=item.event.type,
-                score=round(item.event.peak_score, 4),
-                reason=item.event.reason,
-            )
         self.link.wake()
 
     def _put_state(self, topic: str, payload: bytes) -> None:

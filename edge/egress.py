@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Future
 from typing import Protocol
 
 from edge.config import CameraConfig
@@ -34,7 +35,6 @@ from edge.topics import Topics
 FULL, EVENTS, NONE = "full", "events", "none"
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8")
 _EVENT_ID = re.compile(r"(.+)-\d+")  # edge.events: f"{camera}-{start ms}"
-_PURGE_PAGE = 256
 
 
 def is_image(payload: bytes) -> bool:
@@ -48,7 +48,9 @@ class _Link(Protocol):
 
 
 class Egress:
-    """Knows each camera's `share` and lets out only what it allows."""
+    """Knows each camera's `share` and lets out only what it allows.
+
+    Owner: the event loop; a purge checks messages on the outbox's writer, with a copy."""
 
     def __init__(self, topics: Topics, outbox: Outbox, link: _Link, shares: Mapping[str, str]) -> None:
         self._topics = topics
@@ -147,7 +149,7 @@ class Egress:
 
     # -- the ways out ------------------------------------------------------------------
     def put(self, topic: str, payload: bytes, qos: int, retain: bool, kind: Kind) -> bool:
-        """Durable publish through the outbox, if allowed."""
+        """Durable publish through the outbox, if allowed (queued: the outbox's writer commits it)."""
         reason = self.refusal(topic, payload)
         if reason is not None:
             return self._refuse(topic, reason)
@@ -155,13 +157,16 @@ class Egress:
         self._link.wake()
         return True
 
-    def put_event(self, topic: str, event: dict[str, object], kind: Kind) -> bool:
-        """An event message through the outbox (which also tracks it as open or closed), if allowed."""
+    def put_event(
+        self, topic: str, event: dict[str, object], kind: Kind, on_stored: Callable[[], None] | None = None
+    ) -> bool:
+        """An event message through the outbox (which also tracks it as open or closed), if
+        allowed; `on_stored` runs on the outbox's writer once it is committed."""
         data = json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
         reason = self.refusal(topic, data)
         if reason is not None:
             return self._refuse(topic, reason)
-        self._outbox.put_event(topic, event, kind)
+        self._outbox.put_event(topic, event, kind, on_stored)
         self._link.wake()
         return True
 
@@ -172,18 +177,18 @@ class Egress:
             return self._refuse(topic, reason)
         return await self._link.publish_volatile(topic, payload, qos=qos, retain=retain)
 
-    def purge(self) -> int:
+    def purge(self) -> Future[int]:
         """Drop queued messages the current shares refuse (consent withdrawn while they
-        waited for the broker, e.g. during an outage); returns how many."""
-        refused: list[int] = []
-        after = 0
-        while page := self._outbox.peek(_PURGE_PAGE, after):
-            refused += [m.seq for m in page if not self.allows(m.topic, m.payload)]
-            after = page[-1].seq
-        if refused:
-            self._outbox.ack(refused)
-            self._log.warning("egress_purged_outbox", messages=len(refused))
-        return len(refused)
+        waited for the broker, e.g. during an outage); resolves to how many. The outbox's
+        writer runs the check over its queue, against the shares as they are now."""
+        policy = Egress(self._topics, self._outbox, self._link, self._shares)  # a copy: reloads cannot change it
+        purged = self._outbox.purge(policy.allows)
+        purged.add_done_callback(self._log_purge)
+        return purged
+
+    def _log_purge(self, purged: Future[int]) -> None:
+        if not purged.cancelled() and purged.exception() is None and purged.result():
+            self._log.warning("egress_purged_outbox", messages=purged.result())
 
 
 def shares_of(cameras: Mapping[str, CameraConfig]) -> dict[str, str]:

@@ -144,7 +144,9 @@ def refusal(exc: aiomqtt.MqttError) -> tuple[str, str] | None:
 
 
 class MqttLink:
-    """Owns the broker connection; the rest of the daemon talks to the outbox."""
+    """Owns the broker connection; the rest of the daemon talks to the outbox.
+
+    Owner: the event loop; nothing else touches it (the outbox it drains has its own writer)."""
 
     def __init__(
         self,
@@ -303,10 +305,10 @@ class MqttLink:
     async def _drain(self, client: _Client) -> None:
         """Publish outbox rows oldest first; delete each once acknowledged (or refused)."""
         while True:
-            batch = self._outbox.peek(_BATCH)
+            batch = await self._outbox.peek_async(_BATCH)
             if not batch:
                 self._wake.clear()
-                if not self._outbox.peek(1):
+                if not await self._outbox.peek_async(1):
                     await self._wake.wait()
                 continue
             batch = _up_to_first_image(batch)

@@ -4,6 +4,11 @@ A message leaves the outbox only after the broker acknowledged it (QoS 1 PUBACK)
 an uplink drop, a broker restart or a daemon crash loses nothing. Rows are replayed in
 insertion order, which keeps events in order per camera.
 
+One writer thread owns the database (see "one writer thread" below): callers queue
+their requests and never wait for the disk; the event loop awaits `peek_async` and
+reads the figures the writer publishes. A message is handed to the broker only once it
+is committed (synchronous=FULL), and `on_stored` tells its caller when that happened.
+
 Bound: the outbox holds at most `max_bytes` of payload. Past that, the oldest
 thumbnails go first, then the oldest `update` events; retained state messages are
 coalesced (only the newest per topic is kept); `start` and `end` events are never
@@ -30,12 +35,19 @@ one log line when it begins and one when it ends.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import queue
 import sqlite3
+import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from edge.logs import get_logger
 
@@ -121,78 +133,405 @@ def _connect(path: Path | None) -> sqlite3.Connection:
     return db
 
 
+# -- one writer thread ------------------------------------------------------------------------
+#
+# Crash steps (after Moonfire NVR's db layer: one writer per database; every other thread
+# only enqueues, so nothing on the asyncio loop ever waits for a commit or an fsync):
+# 1. put(): the message joins the writer's queue, in memory. A crash here loses it, but it
+#    was never handed to the broker and its `on_stored` never ran (the daemon logs an event
+#    as raised from there, harness.delivery counts from that line).
+# 2. The writer takes everything queued and writes it in ONE transaction (synchronous=FULL:
+#    on disk at COMMIT), then runs `on_stored` and answers the peeks queued with it. So the
+#    MQTT link only ever sees committed rows (or, on a disk that refuses writes, the
+#    messages held in memory: see the module notes).
+# 3. ack(): joins the queue; the rows go in a later transaction. A crash before it sends
+#    them again: delivery is at least once (SPEC 3.1).
+# Invariant: requests take effect in the order they were queued, so a peek sees every
+# put, ack and refusal queued before it.
+
+MAX_BATCH = 512  # requests the writer takes at once: one transaction, one fsync for all
+RETRY_S = 1.0  # while something waits for the disk (held messages, deferred deletes): retried this often
+_IN_CHUNK = 500  # seqs per DELETE ... IN (...): under SQLite's variable limit
+
+
+@dataclass(slots=True)
+class _Request:
+    """One call queued for the writer: `apply` changes its state before the transaction,
+    `answer` is read after it and resolves `future`."""
+
+    apply: Callable[[], None] | None = None
+    answer: Callable[[], object] | None = None
+    future: Future[Any] | None = None
+    close: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Figures:
+    """What the writer last published for other threads to read without waiting."""
+
+    pending: int = 0
+    pending_bytes: int = 0
+    dropped: int = 0
+    applied: int = 0  # puts taken from the queue so far
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE .. COMMIT: the statements inside are written together or not at all."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        raise
+
+
+def _refuse_on_loop(what: str) -> None:
+    """The blocking calls wait for the writer, which waits for the disk: never on the loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(f"Outbox.{what}() waits for the disk: on the event loop, await its async form")
+
+
 class Outbox:
-    """SQLite (WAL) queue of messages bound for the broker. Used from one thread."""
+    """SQLite (WAL) queue of messages bound for the broker.
+
+    Owner: its writer thread (database, held messages, deferred deletes); any thread may
+    call it (calls queue up) and read `pending`, `pending_bytes`, `dropped` and `durable`."""
 
     def __init__(self, path: Path, max_bytes: int = 100_000_000) -> None:
         self._path = path
         self._max_bytes = max_bytes
-        self.dropped = 0
         self._log = get_logger(component="outbox")
-        self._spill: list[tuple[int, _Pending]] = []  # (memory id, message) the disk refused
+        self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
+        self._submit_lock = threading.Lock()
+        self._submitted = 0  # puts queued (under _submit_lock)
+        self._closed = False
+        self._figures = _Figures()
+        self.durable = False  # set by the writer once the file is open
+        self.dropped = 0
+        # The writer's own state: touched only on its thread.
+        self._db: sqlite3.Connection
+        self._bytes = 0
+        self._applied = 0
+        self._spill: list[tuple[int, _Pending]] = []  # (memory id, message) not written yet, in order
         self._next_memory_id = _MEMORY_IDS
         self._spill_logged = False
-        self._acked_unsaved: set[int] = set()  # acknowledged rows the disk would not let us delete
+        self._acked: set[int] = set()  # acknowledged rows not deleted yet: never sent again
+        self._ack_logged = False
+        self._touches: dict[str, float] = {}  # camera -> latest sign of life of its open event
+        self._unannounce: list[tuple[str, str]] = []  # (events topic, event id): stored rows to edit
+        self._stored: list[Callable[[], None]] = []  # on_stored callbacks of this batch
         self._retry_at = 0.0
-        try:
-            self._db = _connect(path)
-            self.durable = True
-        except (sqlite3.Error, OSError) as exc:
-            self._log.error("outbox_in_memory", error=str(exc), retry_every_s=REOPEN_EVERY_S)
-            self._db = _connect(None)
-            self.durable = False
-            self._retry_at = time.monotonic() + REOPEN_EVERY_S
-        self._bytes = self._stored_bytes()
+        self._writer = threading.Thread(target=self._run, name="outbox-writer", daemon=True)
+        self._writer.start()
 
-    def _stored_bytes(self) -> int:
-        return int(self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)),0) FROM outbox").fetchone()[0])
-
-    def put(self, topic: str, payload: bytes | str, qos: int, retain: bool, kind: Kind) -> None:
-        """Store a message durably (committed before this returns); if the disk refuses
-        it, it waits in memory (see the module notes)."""
+    # -- what any thread may call -------------------------------------------------------------
+    def put(
+        self,
+        topic: str,
+        payload: bytes | str,
+        qos: int,
+        retain: bool,
+        kind: Kind,
+        on_stored: Callable[[], None] | None = None,
+    ) -> None:
+        """Queue a message; the writer commits it (or, if the disk refuses it, holds it in
+        memory) and then calls `on_stored` on its thread. Never waits."""
         data = payload.encode() if isinstance(payload, str) else payload
-        self._hold((topic, data, qos, retain, kind, None))
+        self._queue_message((topic, data, qos, retain, kind, None), on_stored)
 
-    def put_event(self, topic: str, event: dict[str, object], kind: Kind) -> None:
-        """Queue an event message (QoS 1) and, atomically with it, mark its event open
+    def put_event(
+        self, topic: str, event: dict[str, object], kind: Kind, on_stored: Callable[[], None] | None = None
+    ) -> None:
+        """Queue an event message (QoS 1) and, in the same transaction, mark its event open
         (`start`, `update`) or closed (`end`)."""
         data = json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
-        self._hold((topic, data, 1, False, kind, event))
-
-    def _hold(self, message: _Pending) -> None:
-        self._spill.append((self._next_memory_id, message))
-        self._next_memory_id += 1
-        self._flush_spill()
-        self._bound_spill()
+        self._queue_message((topic, data, 1, False, kind, event), on_stored)
 
     def touch_open(self, camera: str, t: float) -> None:
         """The camera's open event is still alive at `t` (its end, after a crash, is no
         earlier). Best effort: a failed write only makes that end a little early."""
-        try:
-            with self._db:
-                self._db.execute("UPDATE open_events SET last_seen = MAX(last_seen, ?) WHERE camera = ?", (t, camera))
-        except sqlite3.Error:
-            pass  # the disk is already reported by whichever write failed first
+
+        def apply() -> None:
+            self._touches[camera] = max(t, self._touches.get(camera, t))
+
+        self._submit(_Request(apply=apply))
+
+    def ack(self, seqs: list[int]) -> None:
+        """The broker acknowledged these: they leave the queue (and are never handed out again)."""
+        self._submit(_Request(apply=lambda: self._forget(seqs)))
+
+    def refuse(self, message: Message) -> None:
+        """Give up a message the broker refuses: it leaves the queue like an acknowledged
+        one, and a thumbnail's event still waiting says it has none."""
+        self._submit(_Request(apply=lambda: self._give_up(message)))
+
+    def purge(self, allowed: Callable[[str, bytes], bool]) -> Future[int]:
+        """Drop every queued message `allowed(topic, payload)` refuses (run on the writer's
+        thread); resolves to how many."""
+        found: list[int] = []
+
+        def apply() -> None:
+            refused = [m.seq for m in self._peek(None, 0) if not allowed(m.topic, m.payload)]
+            self._forget(refused)
+            found.append(len(refused))
+
+        return self._ask(_Request(apply=apply, answer=lambda: found[0] if found else 0))
+
+    async def peek_async(self, limit: int = 32, after: int = 0) -> list[Message]:
+        """`peek` for the event loop: awaits the writer instead of blocking."""
+        return await asyncio.wrap_future(self._ask(_Request(answer=lambda: self._peek(limit, after))))
+
+    async def open_events_async(self) -> list[OpenEvent]:
+        """`open_events` for the event loop."""
+        return await asyncio.wrap_future(self._ask(_Request(answer=self._open_events)))
+
+    def peek(self, limit: int = 32, after: int = 0) -> list[Message]:
+        """The oldest pending messages with seq > after, in order: stored rows first, then
+        those held in memory (they are newer). Blocks: not on the event loop."""
+        _refuse_on_loop("peek")
+        return self._ask(_Request(answer=lambda: self._peek(limit, after))).result()
 
     def open_events(self) -> list[OpenEvent]:
-        """Events started but never ended, oldest first."""
-        rows = self._db.execute("SELECT payload, last_seen FROM open_events ORDER BY rowid").fetchall()
-        return [OpenEvent(json.loads(bytes(r[0])), float(r[1])) for r in rows]
+        """Events started but never ended, oldest first. Blocks: not on the event loop."""
+        _refuse_on_loop("open_events")
+        return self._ask(_Request(answer=self._open_events)).result()
+
+    def sync(self) -> None:
+        """Return once everything queued before has been written (or held). Blocks."""
+        _refuse_on_loop("sync")
+        self._ask(_Request(answer=lambda: None)).result()
+
+    @property
+    def pending(self) -> int:
+        """Messages waiting for the broker: as of the writer's last batch, plus puts still queued."""
+        figures = self._figures
+        return figures.pending + self._submitted - figures.applied
+
+    @property
+    def pending_bytes(self) -> int:
+        """Payload bytes waiting, as of the writer's last batch."""
+        return self._figures.pending_bytes
+
+    def close(self) -> None:
+        """Write what is queued, close the database, end the writer. Blocks: from the loop,
+        call it through asyncio.to_thread."""
+        _refuse_on_loop("close")
+        with self._submit_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_Request(close=True))
+        self._writer.join()
+
+    # -- queueing -------------------------------------------------------------------------------
+    def _submit(self, request: _Request, put: bool = False) -> None:
+        with self._submit_lock:
+            if self._closed:
+                raise RuntimeError("the outbox is closed")
+            self._submitted += put
+            self._queue.put(request)
+
+    def _ask(self, request: _Request) -> Future[Any]:
+        request.future = Future()
+        self._submit(request)
+        return request.future
+
+    def _queue_message(self, message: _Pending, on_stored: Callable[[], None] | None) -> None:
+        def apply() -> None:
+            self._spill.append((self._next_memory_id, message))
+            self._next_memory_id += 1
+            self._applied += 1
+            if on_stored is not None:
+                self._stored.append(on_stored)
+
+        self._submit(_Request(apply=apply), put=True)
+
+    # -- the writer thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        self._open()
+        while True:
+            batch = self._take()
+            for request in batch:
+                if request.apply is not None:
+                    self._guarded(request.apply)
+            self._write()
+            self._reopen()
+            self._bound_spill()
+            self._publish()
+            for callback in self._stored:
+                self._guarded(callback)
+            self._stored.clear()
+            for request in batch:
+                self._resolve(request)
+            if any(r.close for r in batch):
+                self._db.close()
+                return
+
+    def _guarded(self, call: Callable[[], None]) -> None:
+        try:
+            call()
+        except Exception:  # noqa: BLE001 - one bad request (or callback) must not end the writer
+            self._log.exception("outbox_request_failed")
+
+    def _resolve(self, request: _Request) -> None:
+        future = request.future
+        if future is None or not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(request.answer() if request.answer is not None else None)
+        except Exception as exc:  # noqa: BLE001 - handed to whoever waits for it
+            future.set_exception(exc)
+
+    def _take(self) -> list[_Request]:
+        """The next batch of requests; [] when it is time to retry what waits for the disk."""
+        waiting = self._spill or self._acked or self._touches or self._unannounce or not self.durable
+        try:
+            batch = [self._queue.get(timeout=RETRY_S if waiting else None)]
+        except queue.Empty:
+            return []
+        while len(batch) < MAX_BATCH:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _open(self) -> None:
+        try:
+            self._db = _connect(self._path)
+            self.durable = True
+        except (sqlite3.Error, OSError) as exc:
+            self._log.error("outbox_in_memory", error=str(exc), retry_every_s=REOPEN_EVERY_S)
+            self._db = _connect(None)
+            self._retry_at = time.monotonic() + REOPEN_EVERY_S
+        self._bytes = self._stored_bytes()
+        self._publish()
+
+    def _stored_bytes(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)),0) FROM outbox").fetchone()[0])
+
+    def _publish(self) -> None:
+        try:
+            stored = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        except sqlite3.Error:
+            stored = len(self._acked)
+        held = sum(len(m[1]) for _i, m in self._spill)
+        self._figures = _Figures(
+            stored - len(self._acked) + len(self._spill), self._bytes + held, self.dropped, self._applied
+        )
+
+    def _forget(self, seqs: list[int]) -> None:
+        in_memory = {s for s in seqs if s >= _MEMORY_IDS}
+        if in_memory:
+            self._spill = [e for e in self._spill if e[0] not in in_memory]
+        self._acked.update(s for s in seqs if s < _MEMORY_IDS)
+
+    def _give_up(self, message: Message) -> None:
+        self._forget([message.seq])
+        parts = message.topic.rsplit("/", 3)
+        if message.kind is Kind.THUMBNAIL and len(parts) == 4 and parts[1:4:2] == ["events", "thumbnail"]:
+            events_topic, event_id = parts[0] + "/events", parts[2]
+            self._unannounce.append((events_topic, event_id))
+            for index, (memory_id, pending) in enumerate(self._spill):
+                changed = _without_thumbnail(pending[1], event_id) if pending[0] == events_topic else None
+                if changed is not None:
+                    self._spill[index] = (memory_id, (pending[0], changed, *pending[2:]))
+
+    # -- writing: one transaction for the whole batch ---------------------------------------------
+    def _write(self) -> None:
+        """Deletes, edits, heartbeats and new messages in one transaction; if the disk refuses
+        it, each part on its own, so whatever the disk still takes is written."""
+        if not (self._acked or self._unannounce or self._touches or self._spill):
+            return
+        saved = (self._bytes, self.dropped)
+        try:
+            with _transaction(self._db):
+                self._delete_acked()
+                for events_topic, event_id in self._unannounce:
+                    self._unannounce_stored(events_topic, event_id)
+                self._write_touches()
+                for _memory_id, message in self._spill:
+                    self._insert(*message)
+        except sqlite3.Error:
+            self._bytes, self.dropped = saved
+            self._write_piecewise()
+            return
+        wrote_held = bool(self._spill)
+        self._acked.clear()
+        self._unannounce.clear()
+        self._touches.clear()
+        self._spill.clear()
+        self._ack_logged = False
+        if wrote_held:
+            self._recovered()
+
+    def _write_piecewise(self) -> None:
+        try:
+            with _transaction(self._db):
+                self._delete_acked()
+            self._acked.clear()
+            self._ack_logged = False
+        except sqlite3.Error as exc:
+            if not self._ack_logged:
+                self._log.warning("outbox_ack_deferred", error=str(exc))
+                self._ack_logged = True
+        for events_topic, event_id in self._unannounce:
+            try:
+                with _transaction(self._db):
+                    self._unannounce_stored(events_topic, event_id)
+            except sqlite3.Error as exc:
+                self._log.warning("outbox_unannounce_failed", event_id=event_id[:100], error=str(exc))
+        self._unannounce.clear()
+        with contextlib.suppress(sqlite3.Error):  # the disk is already reported by whichever write failed first
+            with _transaction(self._db):
+                self._write_touches()
+        self._touches.clear()
+        self._flush_spill()
 
     def _flush_spill(self) -> None:
         """Write what waits in memory, in order, for as long as the disk takes it."""
+        wrote = False
         while self._spill:
+            saved = (self._bytes, self.dropped)
             try:
-                self._insert(*self._spill[0][1])
+                with _transaction(self._db):
+                    self._insert(*self._spill[0][1])
             except sqlite3.Error as exc:
+                self._bytes, self.dropped = saved
                 if not self._spill_logged:
                     self._log.error("outbox_write_failed", error=str(exc), waiting_in_memory=len(self._spill))
                     self._spill_logged = True
                 return
             self._spill.pop(0)
-            if self._spill_logged and not self._spill:
-                self._log.info("outbox_write_recovered")
-                self._spill_logged = False
+            wrote = True
+        if wrote:
+            self._recovered()
+
+    def _recovered(self) -> None:
+        """After a write of held messages: the end of a write failure, if none are left."""
+        if self._spill_logged and not self._spill:
+            self._log.info("outbox_write_recovered")
+            self._spill_logged = False
+
+    def _delete_acked(self) -> None:
+        stored = sorted(self._acked)
+        for start in range(0, len(stored), _IN_CHUNK):
+            chunk = stored[start : start + _IN_CHUNK]
+            removed = self._db.execute(
+                f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(chunk))}) RETURNING LENGTH(payload)", chunk
+            ).fetchall()
+            self._bytes -= sum(r[0] for r in removed)
+
+    def _write_touches(self) -> None:
+        for camera, t in self._touches.items():
+            self._db.execute("UPDATE open_events SET last_seen = MAX(last_seen, ?) WHERE camera = ?", (t, camera))
 
     def _bound_spill(self) -> None:
         """Memory obeys the same bound and drop order as the disk."""
@@ -208,23 +547,23 @@ class Outbox:
     def _insert(
         self, topic: str, data: bytes, qos: int, retain: bool, kind: Kind, event: dict[str, object] | None
     ) -> None:
-        with self._db:
-            if event is not None:
-                self._mark(event, data)
-            if kind is Kind.STATE:
-                removed = self._db.execute(
-                    "DELETE FROM outbox WHERE topic = ? AND kind = ? RETURNING LENGTH(payload)",
-                    (topic, Kind.STATE.value),
-                ).fetchall()
-                self._bytes -= sum(r[0] for r in removed)
-            self._db.execute(
-                "INSERT INTO outbox (topic, payload, qos, retain, kind, created) VALUES (?,?,?,?,?,?)",
-                (topic, data, qos, int(retain), kind.value, time.time()),
-            )
-            self._bytes += len(data)
-            if kind is Kind.REPLY:
-                self._bound_replies()
-            self._enforce_bound()
+        """One message (inside the caller's transaction), its open-event mark and the bound."""
+        if event is not None:
+            self._mark(event, data)
+        if kind is Kind.STATE:
+            removed = self._db.execute(
+                "DELETE FROM outbox WHERE topic = ? AND kind = ? RETURNING LENGTH(payload)",
+                (topic, Kind.STATE.value),
+            ).fetchall()
+            self._bytes -= sum(r[0] for r in removed)
+        self._db.execute(
+            "INSERT INTO outbox (topic, payload, qos, retain, kind, created) VALUES (?,?,?,?,?,?)",
+            (topic, data, qos, int(retain), kind.value, time.time()),
+        )
+        self._bytes += len(data)
+        if kind is Kind.REPLY:
+            self._bound_replies()
+        self._enforce_bound()
 
     def _bound_replies(self) -> None:
         """Only the newest MAX_REPLIES health answers wait: the oldest requester gave up long ago."""
@@ -260,6 +599,23 @@ class Outbox:
                 self._bytes -= row[0]
                 self.dropped += 1
 
+    def _unannounce_stored(self, events_topic: str, event_id: str) -> None:
+        """Stored messages of event `event_id` (and its open-event record) say `thumbnail: false`."""
+        kinds = (Kind.EVENT.value, Kind.UPDATE.value)
+        for seq, payload in self._db.execute(
+            "SELECT seq, payload FROM outbox WHERE topic = ? AND kind IN (?, ?)", (events_topic, *kinds)
+        ).fetchall():
+            changed = _without_thumbnail(bytes(payload), event_id)
+            if changed is not None:
+                self._db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (changed, seq))
+                self._bytes += len(changed) - len(payload)
+        for (payload,) in self._db.execute(
+            "SELECT payload FROM open_events WHERE event_id = ?", (event_id,)
+        ).fetchall():
+            changed = _without_thumbnail(bytes(payload), event_id)
+            if changed is not None:
+                self._db.execute("UPDATE open_events SET payload = ? WHERE event_id = ?", (changed, event_id))
+
     def _reopen(self) -> None:
         """In memory since start: try the file again; once it opens, move everything there."""
         if self.durable or time.monotonic() < self._retry_at:
@@ -267,7 +623,7 @@ class Outbox:
         self._retry_at = time.monotonic() + REOPEN_EVERY_S
         try:
             disk = _connect(self._path)
-            with disk:
+            with _transaction(disk):
                 for row in self._db.execute(
                     "SELECT topic, payload, qos, retain, kind, created FROM outbox ORDER BY seq"
                 ):
@@ -280,99 +636,30 @@ class Outbox:
             return
         self._db.close()
         self._db, self.durable = disk, True
+        self._acked.clear()  # their rows were in the memory database: renumbered, handed out afresh
         self._bytes = self._stored_bytes()
         self._log.info("outbox_durable", path=str(self._path), pending=self.pending)
 
-    def peek(self, limit: int = 32, after: int = 0) -> list[Message]:
-        """The oldest pending messages with seq > after, in order: stored rows first,
-        then those waiting in memory (they are newer)."""
-        self._reopen()
-        self._flush_spill()
+    # -- reading (on the writer thread, after the batch's transaction) ---------------------------
+    def _peek(self, limit: int | None, after: int) -> list[Message]:
+        """Stored rows first, then those held in memory (they are newer); None: all."""
         rows = self._db.execute(
             "SELECT seq, topic, payload, qos, retain, kind FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after, limit + len(self._acked_unsaved)),
+            (after, -1 if limit is None else limit + len(self._acked)),
         ).fetchall()
         found = [
-            Message(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), Kind(r[5]))
-            for r in rows
-            if r[0] not in self._acked_unsaved
+            Message(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), Kind(r[5])) for r in rows if r[0] not in self._acked
         ][:limit]
         for memory_id, (topic, data, qos, retain, kind, _event) in self._spill:
-            if len(found) >= limit:
+            if limit is not None and len(found) >= limit:
                 break
             if memory_id > after:
                 found.append(Message(memory_id, topic, data, qos, retain, kind))
         return found
 
-    def ack(self, seqs: list[int]) -> None:
-        """Remove messages the broker acknowledged."""
-        in_memory = {s for s in seqs if s >= _MEMORY_IDS}
-        if in_memory:
-            self._spill = [e for e in self._spill if e[0] not in in_memory]
-        stored = [s for s in seqs if s < _MEMORY_IDS] + sorted(self._acked_unsaved)
-        if not stored:
-            return
-        marks = ",".join("?" * len(stored))
-        try:
-            with self._db:
-                removed = self._db.execute(
-                    f"DELETE FROM outbox WHERE seq IN ({marks}) RETURNING LENGTH(payload)", stored
-                ).fetchall()
-        except sqlite3.Error as exc:
-            if not self._acked_unsaved:
-                self._log.warning("outbox_ack_deferred", error=str(exc))
-            self._acked_unsaved.update(stored)  # not sent again; deleted when the disk allows
-            return
-        self._bytes -= sum(r[0] for r in removed)
-        self._acked_unsaved.clear()
-
-    def refuse(self, message: Message) -> None:
-        """Give up a message the broker refuses: it leaves the queue like an acknowledged
-        one, and a thumbnail's event still waiting says it has none."""
-        self.ack([message.seq])
-        parts = message.topic.rsplit("/", 3)
-        if message.kind is Kind.THUMBNAIL and len(parts) == 4 and parts[1:4:2] == ["events", "thumbnail"]:
-            self._unannounce_thumbnail(parts[0] + "/events", parts[2])
-
-    def _unannounce_thumbnail(self, events_topic: str, event_id: str) -> None:
-        """Queued messages of event `event_id` (and its open-event record) say `thumbnail: false`."""
-        kinds = (Kind.EVENT.value, Kind.UPDATE.value)
-        try:
-            with self._db:
-                for seq, payload in self._db.execute(
-                    "SELECT seq, payload FROM outbox WHERE topic = ? AND kind IN (?, ?)", (events_topic, *kinds)
-                ).fetchall():
-                    changed = _without_thumbnail(bytes(payload), event_id)
-                    if changed is not None:
-                        self._db.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (changed, seq))
-                        self._bytes += len(changed) - len(payload)
-                for (payload,) in self._db.execute(
-                    "SELECT payload FROM open_events WHERE event_id = ?", (event_id,)
-                ).fetchall():
-                    changed = _without_thumbnail(bytes(payload), event_id)
-                    if changed is not None:
-                        self._db.execute("UPDATE open_events SET payload = ? WHERE event_id = ?", (changed, event_id))
-        except sqlite3.Error as exc:
-            self._log.warning("outbox_unannounce_failed", event_id=event_id[:100], error=str(exc))
-        for index, (memory_id, pending) in enumerate(self._spill):
-            changed = _without_thumbnail(pending[1], event_id) if pending[0] == events_topic else None
-            if changed is not None:
-                self._spill[index] = (memory_id, (pending[0], changed, *pending[2:]))
-
-    @property
-    def pending(self) -> int:
-        try:
-            stored = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
-        except sqlite3.Error:
-            stored = len(self._acked_unsaved)
-        return stored - len(self._acked_unsaved) + len(self._spill)
-
-    @property
-    def pending_bytes(self) -> int:
-        return self._bytes + sum(len(m[1]) for _i, m in self._spill)
-
-    def close(self) -> None:
-        self._db.close()
+    def _open_events(self) -> list[OpenEvent]:
+        rows = self._db.execute("SELECT payload, last_seen FROM open_events ORDER BY rowid").fetchall()
+        return [OpenEvent(json.loads(bytes(r[0])), float(r[1])) for r in rows]
 
 
 def _without_thumbnail(payload: bytes, event_id: str) -> bytes | None:

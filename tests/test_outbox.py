@@ -3,7 +3,12 @@
 import json
 from pathlib import Path
 
-from edge.outbox import MAX_REPLIES, Kind, Outbox
+from edge.outbox import MAX_REPLIES, Kind, Outbox, _Request
+
+
+def _on_writer(box: Outbox, sql: str) -> None:
+    """Run `sql` on the outbox's database from its writer thread (the only one that may touch it)."""
+    box._ask(_Request(answer=lambda: box._db.execute(sql))).result()
 
 
 def test_messages_come_back_in_order_until_acked(tmp_path: Path) -> None:
@@ -47,6 +52,7 @@ def test_over_budget_thumbnails_then_updates_go_never_starts_or_ends(tmp_path: P
     box.put("events", b"u" * 100, 1, False, Kind.UPDATE)
     box.put("thumb/2", b"j" * 400, 1, False, Kind.THUMBNAIL)
     # 1000 bytes: at the bound, nothing dropped yet.
+    box.sync()
     assert box.pending == 4 and box.dropped == 0
     box.put("events", b"e" * 100, 1, False, Kind.EVENT)  # over: the oldest thumbnail goes
     assert [m.topic for m in box.peek(10)] == ["events", "events", "thumb/2", "events"]
@@ -90,7 +96,7 @@ def test_touch_keeps_the_latest_sign_of_life_of_a_camera_s_open_event(tmp_path: 
 def test_a_disk_that_refuses_writes_delays_durability_not_delivery(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.sqlite")
     box.put("t/events", "stored", 1, False, Kind.EVENT)
-    box._db.execute("PRAGMA query_only=ON")  # the disk refuses every write from here on
+    _on_writer(box, "PRAGMA query_only=ON")  # the disk refuses every write from here on
     box.put("t/events", "held", 1, False, Kind.EVENT)
     box.put("t/health", "h", 1, True, Kind.STATE)
     batch = box.peek(10)
@@ -98,7 +104,7 @@ def test_a_disk_that_refuses_writes_delays_durability_not_delivery(tmp_path: Pat
     assert box.pending == 3
     box.ack([m.seq for m in batch])  # the stored row cannot be deleted ...
     assert box.peek(10) == [] and box.pending == 0  # ... but is not sent again
-    box._db.execute("PRAGMA query_only=OFF")  # the disk takes writes again
+    _on_writer(box, "PRAGMA query_only=OFF")  # the disk takes writes again
     box.put("t/events", "later", 1, False, Kind.EVENT)
     [later] = box.peek(10)
     assert later.payload == b"later"
@@ -128,7 +134,7 @@ def test_an_outbox_that_cannot_open_runs_in_memory_and_moves_to_disk_when_it_can
 
 def test_memory_held_messages_obey_the_bound_and_never_drop_starts_or_ends(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.sqlite", max_bytes=1000)
-    box._db.execute("PRAGMA query_only=ON")
+    _on_writer(box, "PRAGMA query_only=ON")
     for i in range(20):
         box.put(f"t/events/{i}/thumbnail", b"x" * 200, 1, False, Kind.THUMBNAIL)
         box.put_event("t/events", _event("start", f"cam-{i}"), Kind.EVENT)

@@ -102,11 +102,11 @@ def test_nothing_refused_reaches_the_outbox_and_withdrawn_consent_purges_it(tmp_
     assert outbox.pending == 4
     # The installer changes lane to `events` while the broker is away: its images stay home.
     egress.update({"lane": "events"})
-    assert egress.purge() == 2
+    assert egress.purge().result() == 2
     assert sorted(m.topic for m in outbox.peek(10)) == sorted([T.events, T.snapshot("gate-1")])
     # ... then to `none`: its event goes too; a camera no longer in the config keeps its last share.
     egress.update({"lane": "none"})
-    assert egress.purge() == 1
+    assert egress.purge().result() == 1
     egress.update({})
     assert egress.share("lane") == "none" and egress.share("gate-1") == "full"
     assert [m.topic for m in outbox.peek(10)] == [T.snapshot("gate-1")]
