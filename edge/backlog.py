@@ -30,6 +30,12 @@ class Backlog:
         self.limit = limit
         self._mins: deque[tuple[float, float]] = deque()  # (arrival, offset), offsets increasing
 
+    @classmethod
+    def for_rate(cls, detect_fps: float) -> Backlog:
+        """The bound for a camera analysed at `detect_fps`: three analysed frames' worth, at
+        least a second (a slower rate must not make every jittery frame stale)."""
+        return cls(max(1.0, 3.0 / detect_fps))
+
     def stale(self, arrival: float, stream_time: float | None) -> bool:
         if stream_time is None:
             return False

@@ -1,4 +1,4 @@
-"""One worker thread per camera: stream -> luma -> motion detector -> event tracker.
+"""One worker thread per camera: stream -> decoder -> frame pipeline (edge.pipeline) -> sink.
 
 A camera's trouble stays inside its own thread: it reconnects with backoff and
 jitter, reports `state` and `error` for stats, and never blocks another camera or
@@ -11,24 +11,19 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 
 import av
-import numpy as np
 
-from edge.backlog import Backlog
 from edge.backoff import Backoff
 from edge.config import CameraConfig, EventConfig
-from edge.events import Event, EventTracker, TrackerStep
-from edge.idle import Action, IdleController, SizeTrust
+from edge.idle import Action
 from edge.limits import FormatGuard, SizeLimit
 from edge.logs import get_logger
 from edge.mosaic import Frame, TileGrabber
-from edge.motion import MotionDetector
+from edge.pipeline import CameraOutput, EventOutput, FramePipeline, Moment, MotionOutput
 from edge.recorder import SegmentRecorder
 from edge.redact import redact_url
-from edge.schedule import DetectSchedule
 from edge.source import (
     FrameClock,
     IdleDecoder,
@@ -39,24 +34,23 @@ from edge.source import (
     open_stream,
     select_streams,
 )
-from edge.status import CameraState, CameraStatus  # re-exported: edge.app imports them from here
-from edge.thumbnail import ThumbnailMaker
+from edge.status import CameraState, CameraStatus
 
+# Re-exported: edge.app, the evaluation's clip loader and tests import these from here.
+__all__ = [
+    "CameraOutput",
+    "CameraState",
+    "CameraStatus",
+    "CameraWorker",
+    "EventOutput",
+    "MotionOutput",
+    "RecordWorker",
+    "Sink",
+    "StreamWorker",
+    "luma_view",
+    "name_os_thread",
+]
 
-@dataclass(frozen=True, slots=True)
-class EventOutput:
-    camera: str
-    event: Event
-    jpeg: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class MotionOutput:
-    camera: str
-    on: bool
-
-
-CameraOutput = EventOutput | MotionOutput
 Sink = Callable[[CameraOutput], None]
 
 # A failure that retrying cannot fix soon (wrong password, no such stream) is retried
@@ -236,7 +230,13 @@ class RecordWorker(StreamWorker):
 
 
 class CameraWorker(StreamWorker):
-    """Decodes the detect stream for motion (and records it too when it is the only stream)."""
+    """Decodes the detect stream (and records it when it is the only stream) and hands
+    every decoded frame to its FramePipeline (edge.pipeline), which decides everything
+    about detection; outputs go to the sink in the order the pipeline made them.
+
+    Threads: the pipeline belongs to this worker's thread, which feeds it under `_lock`;
+    `close_events` (any thread, e.g. at shutdown) takes the same lock; `set_detect` and
+    `request_tile` only store a flag (any thread); `status` and `tile` are written here, read by anyone."""
 
     def __init__(
         self,
@@ -252,26 +252,14 @@ class CameraWorker(StreamWorker):
         self.camera = camera
         self.recorder = recorder
         self._sink = sink
-        self._lock = threading.Lock()  # guards the tracker: shutdown may close it from outside
-        self._tracker = EventTracker(box_id, camera_id, events)
-        self._detector = MotionDetector(camera.motion, camera.privacy_masks, camera.zones)
-        self._thumbs = ThumbnailMaker(events.thumbnail_width, events.jpeg_quality, camera.privacy_masks)
-        self._want_images = camera.share == "full"
-        self._best_image: np.ndarray | None = None
-        self._best_unpublished = False
-        self._detect_requested = True
-        self._schedule = DetectSchedule(camera.motion.detect_fps)  # the evaluation's too
+        self._lock = threading.Lock()  # serialises the pipeline: shutdown may close its event from outside
+        self._pipeline = FramePipeline.for_camera(camera_id, camera, box_id, events, self.status)
         # The mosaic's tile (edge/mosaic.py), grabbed only when asked for and only for a
         # share: full camera, masks applied in the grab: no other copy of the frame is kept.
         self._grabber = TileGrabber(camera.privacy_masks) if camera.share == "full" else None
         self._tile_wanted = False
         self.tile: Frame | None = None
         self.tile_cpu_s = 0.0  # CPU this thread spent on tiles (the mosaic's cost, in stats)
-        self._decoder: IdleDecoder | None = None  # per connection
-        self._size_trust = SizeTrust()  # whether idle mode may rely on this camera's packet sizes
-        # Detection's queue bound (edge.backlog): frames later than this behind the stream are skipped.
-        self._backlog_limit = max(1.0, 3.0 / camera.motion.detect_fps)
-        self._backlog = Backlog(self._backlog_limit)
 
     def request_tile(self) -> None:
         """The mosaic wants a fresh tile: it is grabbed from the next decoded frame."""
@@ -279,13 +267,17 @@ class CameraWorker(StreamWorker):
 
     def set_detect(self, enabled: bool) -> None:
         """detect/set ON|OFF: applied by the worker on its next frame."""
-        self._detect_requested = enabled
+        self._pipeline.set_detect(enabled)
 
     def close_events(self, reason: str) -> None:
         """End an open event now (shutdown, camera lost); idempotent."""
         with self._lock:
-            step = self._tracker.close(time.time(), reason)
-        self._emit(step)
+            self._deliver(self._pipeline.close(time.time(), reason))
+
+    def _deliver(self, outputs: Iterable[CameraOutput]) -> None:
+        """Hand outputs to the sink; called under `_lock`, so two threads' outputs never interleave."""
+        for output in outputs:
+            self._sink(output)
 
     def _serve(self, container: av.container.InputContainer, backoff: Backoff, clock: FrameClock) -> None:
         video, audio = self._select(container)
@@ -293,10 +285,9 @@ class CameraWorker(StreamWorker):
         if self.recorder is not None:
             self.recorder.begin(video, audio)
             streams += [audio] if audio is not None else []
-        idle = IdleController(self.camera.motion.idle_after, time.monotonic(), self._size_trust)
-        self._decoder = decoder = IdleDecoder(video, idle, copy_held=self.recorder is not None)
-        self._backlog = Backlog(self._backlog_limit)
-        self.status.idle = False
+        with self._lock:
+            idle = self._pipeline.connect(time.monotonic())
+        decoder = IdleDecoder(video, idle, copy_held=self.recorder is not None)
         for packet in demux_packets(container, streams, self._url, clock, self._stop):
             if self._stop.is_set():
                 return
@@ -311,7 +302,8 @@ class CameraWorker(StreamWorker):
         """Decode and analyse, or (idle mode, edge.idle) hold the packet back undecoded."""
         arrival = time.monotonic()
         frames = decoder.feed(packet, arrival)
-        self._note_idle(decoder)
+        if self._pipeline.sync_idle():
+            self._log_idle()
         if decoder.action is Action.HOLD:
             self.status.frames_in += 1  # it arrived; it is only not decoded
             self.status.last_frame_monotonic = time.monotonic()
@@ -320,84 +312,41 @@ class CameraWorker(StreamWorker):
             self._guard.frame(frame.width, frame.height)
             if self.status.state is not CameraState.STREAMING:
                 self._streaming(backoff, frame.width, frame.height)
-            self._on_frame(frame, self._backlog.stale(at, frame.time), at)
+            self._on_frame(frame, at)
 
-    def _note_idle(self, decoder: IdleDecoder) -> None:
-        idle = decoder.idle
-        self.status.idle_allowed = idle.trust.trusted
-        if self.status.idle != idle.idle:
-            self.status.idle, self.status.idle_wakes = idle.idle, idle.wakes
-            wake = idle.last_wake
-            if idle.idle:
-                self._log.debug("idle_enter")
-            else:
-                self._log.debug("idle_wake", reason=wake.reason if wake else None, size=wake.size if wake else None)
+    def _log_idle(self) -> None:
+        idle = self._pipeline.idle
+        if idle is None:
+            return
+        if idle.idle:
+            self._log.debug("idle_enter")
+            return
+        wake = idle.last_wake
+        self._log.debug("idle_wake", reason=wake.reason if wake else None, size=wake.size if wake else None)
 
     def _on_down(self, stopping: bool) -> None:
         if self.recorder is not None:
             self.recorder.close()
         self.close_events("shutdown" if stopping else "camera_lost")
 
-    def _on_frame(self, frame: av.VideoFrame, stale: bool = False, arrival: float | None = None) -> None:
-        """Count the frame; analyse it when detection is on, due (detect_fps) and not
-        stale (the worker is more than the backlog limit behind the stream: skipped).
-        `arrival` (monotonic): when its packet arrived, if not just now (idle mode's catch-up)."""
-        now_mono = time.monotonic()
-        late = 0.0 if arrival is None else max(0.0, now_mono - arrival)
-        now_mono -= late
+    def _on_frame(self, frame: av.VideoFrame, arrival: float) -> None:
+        """Count the frame, grab a tile if one is wanted, and feed the pipeline. `arrival`
+        (monotonic): when its packet arrived, earlier than now for idle mode's catch-up."""
         status = self.status
         status.frames_in += 1
-        status.last_frame_monotonic = now_mono
+        status.last_frame_monotonic = arrival
         status.width, status.height = frame.width, frame.height
         if self._tile_wanted and self._grabber is not None:
             self._tile_wanted = False
             started = time.thread_time()
             self.tile = self._grabber.grab(frame)
             self.tile_cpu_s += time.thread_time() - started
-        if self._detect_requested != status.detect_enabled:
-            self._apply_detect(self._detect_requested)
-        if not status.detect_enabled:
-            return
-        if not self._schedule.due(now_mono):
-            return
-        if stale:
-            status.frames_skipped += 1
-            return
-        self._schedule.mark(now_mono)
-        t = time.time() - late
-        result = self._detector.process(luma_view(frame), t)
-        status.frames_detect += 1
-        if self._decoder is not None:
-            self._decoder.analysed(now_mono, result.motion)
-            self._note_idle(self._decoder)
+        late = max(0.0, time.monotonic() - arrival)
+        at = Moment(arrival, time.time() - late, frame.time)
         with self._lock:
-            step = self._tracker.update(t, result)
-        if step.new_peak and self._want_images:
-            self._best_image = self._thumbs.capture(frame)
-            self._best_unpublished = True
-        self._emit(step)
-
-    def _apply_detect(self, enabled: bool) -> None:
-        self.status.detect_enabled = enabled
-        self._log.info("detect_set", enabled=enabled)
-        if not enabled:
-            self.close_events("detect_off")
-            self._detector.reset()
-
-    def _emit(self, step: TrackerStep) -> None:
-        # A max_duration split ends one event and starts the next in one step: the
-        # waiting picture belongs to the new start, not to the end.
-        picture_for = "start" if any(e.type == "start" for e in step.events) else None
-        for event in step.events:
-            jpeg = None
-            wanted = picture_for is None or event.type == picture_for
-            if wanted and self._best_unpublished and self._best_image is not None:
-                jpeg = self._thumbs.encode(self._best_image)
-                self._best_unpublished = False
-            self._sink(EventOutput(self.camera_id, event, jpeg))
-            if event.type == "end" and picture_for is None:
-                self._best_image = None
-                self._best_unpublished = False
-        if step.motion_on is not None:
-            self.status.motion = step.motion_on
-            self._sink(MotionOutput(self.camera_id, step.motion_on))
+            outcome = self._pipeline.feed(frame, at)
+            self._deliver(outcome.outputs)
+        if outcome.detect_changed:
+            self._log.info("detect_set", enabled=status.detect_enabled)
+        if outcome.idle_changed:
+            self._log_idle()

@@ -26,11 +26,18 @@ class ThumbnailMaker:
         self._reformatter = VideoReformatter()
         self._mask_cache: tuple[tuple[int, int], np.ndarray] | None = None
 
-    def capture(self, frame: av.VideoFrame) -> np.ndarray:
-        """A BGR copy of `frame`, at most `width` wide, with privacy masks blacked out."""
-        width = min(self._width, frame.width)
-        height = max(2, round(frame.height * width / frame.width / 2) * 2)
-        image = self._reformatter.reformat(frame, width=width, height=height, format="bgr24").to_ndarray()
+    def capture(self, frame: av.VideoFrame | np.ndarray) -> np.ndarray:
+        """A BGR copy of `frame` (a decoded frame, or a grey or BGR array), at most `width`
+        wide, with privacy masks blacked out."""
+        frame_h, frame_w = (
+            (frame.shape[0], frame.shape[1]) if isinstance(frame, np.ndarray) else (frame.height, frame.width)
+        )
+        width = min(self._width, frame_w)
+        height = max(2, round(frame_h * width / frame_w / 2) * 2)
+        if isinstance(frame, np.ndarray):
+            image = _bgr(cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA))
+        else:
+            image = self._reformatter.reformat(frame, width=width, height=height, format="bgr24").to_ndarray()
         if self._masks:
             image[self._mask(width, height)] = 0
         return image
@@ -45,3 +52,8 @@ class ThumbnailMaker:
         if not ok:
             raise ValueError("JPEG encoding failed")
         return data.tobytes()
+
+
+def _bgr(image: np.ndarray) -> np.ndarray:
+    """A grey array as BGR (a BGR one as it is): the JPEG is always in colour."""
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image

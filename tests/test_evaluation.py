@@ -21,10 +21,11 @@ from edge.config import CameraConfig, EventConfig, MotionConfig
 from edge.evaluation.__main__ import DETECTORS, check, main, row
 from edge.evaluation.baselines import Cropped, FrameDifference, FrigateStyle
 from edge.evaluation.clips import ClipError, LabelledClip, load_clip, parse_roi
-from edge.evaluation.metrics import Run, Score, evaluate, score_run, spans_of
+from edge.evaluation.metrics import Run, Score, clip_pipeline, evaluate, score_run, spans_of
 from edge.evaluation.stream import encode_luma, withheld_frames
 from edge.evaluation.synthetic import CASES, NEGATIVES, POSITIVES, clip_of
 from edge.motion import MotionDetector, MotionResult
+from edge.pipeline import FramePipeline
 from edge.schedule import DetectSchedule
 from harness.clips import shared_clips_dir
 
@@ -194,11 +195,12 @@ def test_a_due_frame_skipped_without_marking_leaves_the_next_due() -> None:
     assert not schedule.due(0.4) and schedule.due(0.44)
 
 
-def test_the_camera_worker_uses_the_evaluations_schedule() -> None:
+def test_the_camera_worker_and_the_evaluation_share_one_frame_pipeline() -> None:
     camera = CameraConfig(url="rtsp://127.0.0.1:9/x", motion=MotionConfig(detect_fps=2))
     worker = CameraWorker("cam", camera, "box", EventConfig(), lambda _o: None)
-    assert isinstance(worker._schedule, DetectSchedule)
-    assert worker._schedule.interval == pytest.approx(0.95 / 2)
+    assert isinstance(worker._pipeline, FramePipeline)
+    assert worker._pipeline.schedule.interval == pytest.approx(0.95 / 2)
+    assert clip_pipeline(FrameDifference(), 2.0).schedule.interval == worker._pipeline.schedule.interval
 
 
 # --- Targets (--check) ---

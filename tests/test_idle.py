@@ -102,15 +102,15 @@ def test_sizes_that_miss_an_onset_keep_it_awake() -> None:
 
 def test_camera_stats_say_whether_idle_mode_is_allowed() -> None:
     """Operators see why a camera never idles: `idle_allowed` stays false until its sizes announce an onset."""
-    worker = CameraWorker("cam", CameraConfig(url="rtsp://127.0.0.1:9/x"), "box", EventConfig(), lambda _o: None)
-    ctl = IdleController(idle_after=5, now=0.0, trust=worker._size_trust)  # the worker's own, as in _serve
-    decoder = IdleDecoder.__new__(IdleDecoder)  # the controller is all _note_idle reads
-    decoder.idle = ctl
+    camera = CameraConfig(url="rtsp://127.0.0.1:9/x", motion=MotionConfig(idle_after=5))
+    worker = CameraWorker("cam", camera, "box", EventConfig(), lambda _o: None)
+    pipeline = worker._pipeline  # writes the worker's own status
+    ctl = pipeline.connect(0.0)  # as in _serve
     t = feed_still(ctl, 0.0, 10.0)
-    worker._note_idle(decoder)
+    pipeline.sync_idle()
     assert camera_stats(worker.status, 5.0, 5.0, t)["idle_allowed"] is False
     onset(ctl, t + 0.2, [600, 800, 900, 700])
-    worker._note_idle(decoder)
+    pipeline.sync_idle()
     assert camera_stats(worker.status, 5.0, 5.0, t)["idle_allowed"] is True
 
 

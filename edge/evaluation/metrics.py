@@ -1,8 +1,9 @@
 """Scoring a detector on a labelled clip, strictly: as the daemon runs, and as a user
 would judge its events.
 
-- Frames: only the frames the daemon analyses are scored (edge.schedule.DetectSchedule
-  at `detect_fps`, by the clip's own timestamps), each with the label at that frame.
+- Frames: only the frames the daemon analyses are scored: each clip goes through the
+  daemon's own frame pipeline (edge.pipeline: the detect_fps throttle, edge.schedule,
+  on the clip's own timestamps), each frame with the label at that frame.
   The every-frame view (each verdict held until the next analysed frame) is kept as a
   second view only (`every_*`).
 - Events: an event is judged where the tracker emits its start. It is FALSE when that
@@ -23,21 +24,42 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
-from edge.config import EventConfig
+from edge.config import EventConfig, MotionConfig
 from edge.events import Event, EventTracker
 from edge.motion import MotionResult
-from edge.schedule import DetectSchedule
+from edge.pipeline import Detector, FramePipeline, Moment, Outcome
 
 SPAN_GRACE_S = 1.0  # a span is found by an event starting within 1 s of its first frame
 _EPS = 1e-6  # timestamps k / fps are not exact in binary
 
 
-class Detector(Protocol):
-    def process(self, luma: np.ndarray, t: float) -> MotionResult: ...
+__all__ = ["Detector"]  # re-exported: the evaluation's modules name detectors by it
+
+
+def clip_pipeline(
+    detector: Detector, detect_fps: float, events: EventConfig | None = None, idle_after: float = 0.0
+) -> FramePipeline:
+    """The daemon's frame pipeline for scoring a clip: no pictures, no backlog (times are the clip's)."""
+    motion = MotionConfig(detect_fps=detect_fps, idle_after=idle_after)
+    return FramePipeline("clip", detector, EventTracker("eval", "clip", events or EventConfig()), motion)
+
+
+class TimedDetector:
+    """A detector whose calls are timed by `clock`: the cost of detection alone."""
+
+    def __init__(self, detector: Detector, clock: Callable[[], float]) -> None:
+        self._detector = detector
+        self._clock = clock
+        self.seconds = 0.0
+
+    def process(self, luma: np.ndarray, t: float) -> MotionResult:
+        began = self._clock()
+        result = self._detector.process(luma, t)
+        self.seconds += self._clock() - began
+        return result
 
 
 @dataclass
@@ -51,6 +73,13 @@ class Run:
     motion: list[bool] = field(default_factory=list)
     events: list[tuple[int, int | None]] = field(default_factory=list)
     withheld: list[int] = field(default_factory=list)
+
+    def fed(self, i: int, outcome: Outcome) -> bool:
+        """Frame `i` went through the pipeline: recorded if it was analysed (True)."""
+        if outcome.result is None:
+            return False
+        self.frame(i, outcome.result.motion, outcome.events)
+        return True
 
     def frame(self, i: int, motion: bool, events: Iterable[Event] = ()) -> None:
         """Frame `i` was analysed: its verdict and the events the tracker emitted for it."""
@@ -200,25 +229,19 @@ def evaluate(
     clock: Callable[[], float] = time.thread_time,
     times: Sequence[float] | np.ndarray | None = None,
 ) -> Score:
-    """Run frames through detector and tracker as the camera worker does (the frames
-    DetectSchedule(detect_fps) picks by `times`, default frame / fps) and score them.
-    Cost is this thread's CPU time in the detector: what a camera worker pays,
-    whatever else runs."""
+    """Run frames through the daemon's frame pipeline (the frames its throttle at
+    `detect_fps` picks by `times`, default frame / fps) and score them. Cost is this
+    thread's CPU time in the detector: what a camera worker pays, whatever else runs."""
     if len(frames) != len(labels):
         raise ValueError(f"{len(frames)} frames but {len(labels)} labels")
     stamps = np.arange(len(frames), dtype=np.float64) / fps if times is None else np.asarray(times, np.float64)
-    schedule = DetectSchedule(detect_fps)
-    tracker = EventTracker("eval", "clip", events or EventConfig())
+    timed = TimedDetector(detector, clock)
+    pipeline = clip_pipeline(timed, detect_fps, events)
     run, score = Run(), Score()
     for i, luma in enumerate(frames):
         t = float(stamps[i])
-        if not schedule.take(t):
-            continue
-        began = clock()
-        result = detector.process(luma, t)
-        score.detect_seconds += clock() - began
-        score.detect_calls += 1
-        run.frame(i, result.motion, tracker.update(t, result).events)
+        score.detect_calls += run.fed(i, pipeline.feed(luma, Moment(t, t)))
+    score.detect_seconds = timed.seconds
     return score_run(score, labels, fps, run, stamps)
 
 

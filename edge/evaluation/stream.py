@@ -1,13 +1,15 @@
 """The idle-mode path of the evaluation: a clip decoded packet by packet through the
-daemon's own IdleDecoder (edge.source) and IdleController (edge.idle), so keyframes-only
-decoding, held packets and packet-size wake-ups are scored exactly as they run.
+daemon's own IdleDecoder (edge.source) and frame pipeline (edge.pipeline: its throttle
+and idle policy, edge.idle), so keyframes-only decoding, held packets and packet-size
+wake-ups are scored exactly as they run.
 
-Scored with the rules of edge.evaluation.metrics: the frames the detection schedule
-(edge.schedule) picks among the frames the decoder hands over, each with its own
-label, and events judged strictly. A frame that idle mode kept from the detector
+Scored with the rules of edge.evaluation.metrics: the frames the pipeline's throttle
+picks among the frames the decoder hands over, each with its own label, and events
+judged strictly. A frame that idle mode kept from the detector
 (held back and never analysed) and that the schedule would have picked is scored as
 "no motion": the daemon raised nothing there. Time is the clip's: `idle_after` and the
-detection rate apply to the stream's timestamps.
+detection rate apply to the stream's timestamps (a packet "arrives" at its decoding
+time, and a frame is stamped with its own presentation time).
 """
 
 from __future__ import annotations
@@ -20,11 +22,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from edge.camera import luma_view
 from edge.config import EventConfig
-from edge.evaluation.metrics import Detector, Run, Score, score_run
-from edge.events import EventTracker
-from edge.idle import IdleController
+from edge.evaluation.metrics import Detector, Run, Score, clip_pipeline, score_run
+from edge.pipeline import Moment
 from edge.schedule import DetectSchedule
 from edge.source import IdleDecoder, select_streams
 
@@ -45,15 +45,14 @@ def evaluate_stream(
     with idle mode after `idle_after` seconds without motion (0: off). Frame i of the
     stream is the one at time `times[i]` (default i / fps). Returns the score (with
     frames decoded / total and the frames withheld) and how many times idle mode was woken."""
-    tracker = EventTracker("eval", "clip", events or EventConfig())
+    pipeline = clip_pipeline(detector, detect_fps, events, idle_after)
     n = len(labels)
     stamps = np.arange(n, dtype=np.float64) / fps if times is None else np.asarray(times, np.float64)
     score, run = Score(), Run()
-    schedule = DetectSchedule(detect_fps)
     seen = np.zeros(n, bool)  # handed over by the decoder (analysed or not due)
     with av.open(source, "r") as container:
         video, _ = select_streams(container)
-        idle = IdleController(idle_after, 0.0)
+        idle = pipeline.connect(0.0)
         decoder = IdleDecoder(video, idle)
         now = 0.0
         for packet in container.demux(video):
@@ -68,13 +67,7 @@ def evaluate_stream(
                 if i >= n:
                     continue
                 seen[i] = True
-                t = float(stamps[i])
-                if not schedule.take(t):
-                    continue
-                result = detector.process(luma_view(frame), t)
-                decoder.analysed(at, result.motion)
-                score.detect_calls += 1
-                run.frame(i, result.motion, tracker.update(t, result).events)
+                score.detect_calls += run.fed(i, pipeline.feed(frame, Moment(at, float(stamps[i]))))
         score.frames_decoded = decoder.decoded
     run.withheld = withheld_frames(stamps, seen, run.analysed, detect_fps)
     return score_run(score, labels, fps, run, stamps), idle.wakes
