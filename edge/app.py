@@ -231,7 +231,7 @@ class Daemon:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._log.info("daemon_stopped", outbox_pending=self.outbox.pending)
         await asyncio.to_thread(self.outbox.close)  # writes what is queued: never on the loop
-        self.recordings.close()
+        await asyncio.to_thread(self.recordings.close)  # the index's writer commits what is queued
 
     # -- cameras: start, stop, reload ------------------------------------------------
     def _start_camera(self, cam_id: str) -> None:

@@ -4,9 +4,16 @@ Crash rules (after Moonfire NVR): a segment file is written and fsynced before i
 row is inserted; a deletion is marked in the index before the file is unlinked, and
 the row dropped after. So after any crash the index names no file that is missing
 except rows marked `deleting`, which the start-up sweep finishes (edge.retention).
-One connection shared by the recorder threads, serialised by a lock: writes are one
-small transaction per finished segment, not per packet, to spare SD cards.
 On a read-only or full disk the index may not open at start: it can be opened later.
+
+One writer thread owns the write connection (after Moonfire NVR's db layer): writes are
+queued to it and it commits whatever is queued in one transaction, so a recorder's
+segment row, retention's marks and the event loop's event links never wait for each
+other's commits and checkpoints (the checkpoints are what fsync: WAL + NORMAL).
+Recorder and retention threads wait for their write's result; the event loop only
+queues its links (`link_event` returns a future) and reads the totals the writer keeps.
+Reads go through a connection of the reading thread's own: a WAL reader sees the last
+commit and never waits for the writer.
 
 Each row carries the SHA-256 of its file, computed by the recorder while it wrote the
 bytes (edge.recorder.SegmentFile) and stored when the segment closes; rows indexed
@@ -17,12 +24,18 @@ the one writer).
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 SCHEMA_VERSION = 2  # 2: segments.sha256
+MAX_BATCH = 256  # writes committed together
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
@@ -45,6 +58,10 @@ CREATE TABLE IF NOT EXISTS segment_events (
 );
 """
 
+T = TypeVar("T")
+# A queued write: runs in the writer's transaction, returns (result, change to the indexed bytes).
+_WriteFn = Callable[[sqlite3.Connection], tuple[Any, int]]
+
 
 @dataclass(frozen=True, slots=True)
 class Segment:
@@ -58,156 +75,302 @@ class Segment:
     sha256: str | None = None  # hex digest taken while the file was written; None for older rows
 
 
+@dataclass(frozen=True, slots=True)
+class _Write:
+    fn: _WriteFn
+    future: Future[Any]
+
+
 def migrate(db: sqlite3.Connection) -> None:
     """Bring an index made by an older nvr-edge up to SCHEMA_VERSION (in place, one transaction)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(segments)")}
-    with db:
+    with _transaction(db):
         if "sha256" not in columns:
             db.execute("ALTER TABLE segments ADD COLUMN sha256 TEXT")
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE .. COMMIT on an autocommit connection: all or nothing."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        raise
+
+
+def _connect_writer(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        # Small, truncated WAL: it must never be what fills a small disk.
+        db.execute("PRAGMA wal_autocheckpoint=64")
+        db.execute("PRAGMA journal_size_limit=262144")
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
+        db.execute("PRAGMA foreign_keys=ON")
+        db.executescript(_SCHEMA)
+        migrate(db)
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
+
+
+def _totals(db: sqlite3.Connection) -> tuple[int, float | None]:
+    size, oldest = db.execute("SELECT COALESCE(SUM(bytes), 0), MIN(start) FROM segments WHERE deleting = 0").fetchone()
+    return int(size), oldest
+
+
+def _oldest(db: sqlite3.Connection) -> float | None:
+    row = db.execute("SELECT start FROM segments WHERE deleting = 0 ORDER BY start LIMIT 1").fetchone()
+    return None if row is None else float(row[0])
+
+
 class RecordingIndex:
+    """Finished segments and their event links.
+
+    Owner: its writer thread (write connection, totals); any thread may queue writes, read
+    `totals` and query through a connection of its own."""
+
     def __init__(self, path: Path, connect: bool = True) -> None:
         self._path = path
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
+        self._open_lock = threading.Lock()  # one open() at a time
+        self._lock = threading.Lock()  # guards the writer's queue, closing and the readers list
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._bytes = 0  # indexed bytes of segments not being deleted: the writer's
+        self._totals: tuple[int, float | None] = (0, None)  # published by the writer
+        self._generation = 0  # bumped by close(): each thread's read connection is renewed
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
         if connect:
             self.open()
 
     def open(self) -> None:
         """Connect and create the schema. Raises OSError or sqlite3.Error when the disk is
         read-only or full: the caller retries later (the daemon starts without recording)."""
-        with self._lock:
-            if self._db is not None:
+        with self._open_lock:
+            if self._writer is not None:
                 return
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(str(self._path), isolation_level=None, check_same_thread=False)
+            db = _connect_writer(self._path)
             try:
-                db.execute("PRAGMA journal_mode=WAL")
-                # Small, truncated WAL: it must never be what fills a small disk.
-                db.execute("PRAGMA wal_autocheckpoint=64")
-                db.execute("PRAGMA journal_size_limit=262144")
-                db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
-                db.execute("PRAGMA foreign_keys=ON")
-                db.executescript(_SCHEMA)
-                migrate(db)
+                self._bytes, oldest = _totals(db)
             except sqlite3.Error:
                 db.close()
                 raise
-            self._db = db
+            requests: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+            writer = threading.Thread(target=self._run, args=(db, requests), name="index-writer", daemon=True)
+            with self._lock:
+                self._totals = (self._bytes, oldest)
+                self._queue, self._writer = requests, writer
+            writer.start()
 
     @property
     def is_open(self) -> bool:
-        return self._db is not None
+        return self._writer is not None
 
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise sqlite3.OperationalError("the recordings index is not open")
-        return self._db
+    # -- the writer thread -------------------------------------------------------------------
+    def _run(self, db: sqlite3.Connection, requests: queue.SimpleQueue[_Write | None]) -> None:
+        closing = False
+        while not closing:
+            batch: list[_Write] = []
+            item = requests.get()
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= MAX_BATCH:
+                    break
+                try:
+                    item = requests.get_nowait()
+                except queue.Empty:
+                    break
+            closing = item is None
+            if batch:
+                self._commit(db, batch)
+        db.close()
 
+    def _commit(self, db: sqlite3.Connection, batch: list[_Write]) -> None:
+        """The batch in one transaction; if that fails, each write alone, so each caller gets
+        its own answer (a full disk may take a link but not a new row)."""
+        try:
+            with _transaction(db):
+                outcomes = [write.fn(db) for write in batch]
+        except Exception:  # noqa: BLE001 - sorted out one write at a time below
+            for write in batch:
+                self._commit_one(db, write)
+        else:
+            self._bytes += sum(delta for _result, delta in outcomes)
+            for write, (result, _delta) in zip(batch, outcomes, strict=True):
+                write.future.set_result(result)
+        try:
+            self._totals = (self._bytes, _oldest(db))
+        except sqlite3.Error:
+            self._totals = (self._bytes, self._totals[1])
+
+    def _commit_one(self, db: sqlite3.Connection, write: _Write) -> None:
+        try:
+            with _transaction(db):
+                result, delta = write.fn(db)
+        except Exception as exc:  # noqa: BLE001 - the caller's to handle (sqlite3.Error: the disk)
+            write.future.set_exception(exc)
+            return
+        self._bytes += delta
+        write.future.set_result(result)
+
+    def _queue_write(self, fn: _WriteFn) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._writer is None:
+                raise sqlite3.OperationalError("the recordings index is not open")
+            self._queue.put(_Write(fn, future))
+        return future
+
+    # -- writes --------------------------------------------------------------------------------
     def add(self, camera: str, path: str, start: float, end: float, size: int, sha256: str | None = None) -> int:
-        with self._lock, self._conn() as db:
+        """Index a finished (fsynced) segment; waits for the commit. Not on the event loop."""
+
+        def write(db: sqlite3.Connection) -> tuple[int, int]:
+            old = db.execute("SELECT bytes, deleting FROM segments WHERE path = ?", (path,)).fetchone()
             cur = db.execute(
                 "INSERT OR REPLACE INTO segments (camera, path, start, end, bytes, sha256) VALUES (?,?,?,?,?,?)",
                 (camera, path, start, end, size, sha256),
             )
-            return int(cur.lastrowid or 0)
+            replaced = int(old[0]) if old is not None and not old[1] else 0
+            return int(cur.lastrowid or 0), size - replaced
 
-    def paths_between(self, camera: str, t0: float, t1: float) -> list[str]:
-        """Finished segments of `camera` overlapping [t0, t1], oldest first."""
-        with self._lock:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT path FROM segments WHERE camera = ? AND deleting = 0 AND end >= ? AND start <= ? "
-                    "ORDER BY start",
-                    (camera, t0, t1),
-                )
-                .fetchall()
-            )
-        return [r[0] for r in rows]
+        return int(self._queue_write(write).result())
 
-    def link_event(self, camera: str, event_id: str, event_time: float, t0: float, t1: float) -> bool:
-        """Protect the segments covering [t0, t1] as footage of `event_id`.
+    def link_event(self, camera: str, event_id: str, event_time: float, t0: float, t1: float) -> Future[bool]:
+        """Protect the segments covering [t0, t1] as footage of `event_id`. Queued, never waits:
+        resolves to False if the index could not be written (disk full): callers retry later."""
 
-        False if the index could not be written (disk full): callers retry later."""
-        try:
-            self._link_event(camera, event_id, event_time, t0, t1)
-        except sqlite3.Error:
-            return False
-        return True
-
-    def _link_event(self, camera: str, event_id: str, event_time: float, t0: float, t1: float) -> None:
-        with self._lock, self._conn() as db:
+        def write(db: sqlite3.Connection) -> tuple[None, int]:
             db.execute(
                 "INSERT OR REPLACE INTO segment_events (segment_id, event_id, event_time) "
                 "SELECT id, ?, ? FROM segments WHERE camera = ? AND deleting = 0 AND end >= ? AND start <= ?",
                 (event_id, event_time, camera, t0, t1),
             )
+            return None, 0
+
+        linked: Future[bool] = Future()
+        try:
+            queued = self._queue_write(write)
+        except sqlite3.Error:
+            linked.set_result(False)
+            return linked
+        queued.add_done_callback(lambda done: linked.set_result(done.exception() is None))
+        return linked
+
+    def mark_deleting(self, segment_id: int) -> None:
+        def write(db: sqlite3.Connection) -> tuple[None, int]:
+            rows = db.execute(
+                "UPDATE segments SET deleting = 1 WHERE id = ? AND deleting = 0 RETURNING bytes", (segment_id,)
+            ).fetchall()
+            return None, -sum(int(r[0]) for r in rows)
+
+        self._queue_write(write).result()
+
+    def unmark_deleting(self, segment_id: int) -> None:
+        """The file could not be unlinked (read-only disk): it still counts."""
+
+        def write(db: sqlite3.Connection) -> tuple[None, int]:
+            rows = db.execute(
+                "UPDATE segments SET deleting = 0 WHERE id = ? AND deleting = 1 RETURNING bytes", (segment_id,)
+            ).fetchall()
+            return None, sum(int(r[0]) for r in rows)
+
+        self._queue_write(write).result()
+
+    def remove(self, segment_id: int) -> None:
+        def write(db: sqlite3.Connection) -> tuple[None, int]:
+            rows = db.execute("DELETE FROM segments WHERE id = ? RETURNING bytes, deleting", (segment_id,)).fetchall()
+            return None, -sum(int(r[0]) for r in rows if not r[1])
+
+        self._queue_write(write).result()
+
+    # -- reads -------------------------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection (made on first use, renewed after a close and reopen)."""
+        if self._writer is None:
+            raise sqlite3.OperationalError("the recordings index is not open")
+        generation = self._generation
+        local = self._local
+        if getattr(local, "generation", None) != generation:
+            db = sqlite3.connect(str(self._path), isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA query_only=ON")
+            with self._lock:
+                self._readers.append(db)
+            local.db, local.generation = db, generation
+        return local.db  # type: ignore[no-any-return]
+
+    def paths_between(self, camera: str, t0: float, t1: float) -> list[str]:
+        """Finished segments of `camera` overlapping [t0, t1], oldest first."""
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT path FROM segments WHERE camera = ? AND deleting = 0 AND end >= ? AND start <= ? "
+                "ORDER BY start",
+                (camera, t0, t1),
+            )
+            .fetchall()
+        )
+        return [r[0] for r in rows]
 
     def deletion_order(self, protect_s: float, now: float, limit: int = 64) -> list[Segment]:
         """Oldest first, footage of events after plain footage (SPEC 4); event footage
         older than `protect_s` counts as plain."""
-        with self._lock:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT s.id, s.camera, s.path, s.start, s.end, s.bytes, MAX(e.event_time) AS ev "
-                    "FROM segments s LEFT JOIN segment_events e ON e.segment_id = s.id "
-                    "WHERE s.deleting = 0 GROUP BY s.id "
-                    "ORDER BY (ev IS NOT NULL AND ev + ? >= ?), s.start LIMIT ?",
-                    (protect_s, now, limit),
-                )
-                .fetchall()
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT s.id, s.camera, s.path, s.start, s.end, s.bytes, MAX(e.event_time) AS ev "
+                "FROM segments s LEFT JOIN segment_events e ON e.segment_id = s.id "
+                "WHERE s.deleting = 0 GROUP BY s.id "
+                "ORDER BY (ev IS NOT NULL AND ev + ? >= ?), s.start LIMIT ?",
+                (protect_s, now, limit),
             )
+            .fetchall()
+        )
         return [Segment(*r) for r in rows]
-
-    def mark_deleting(self, segment_id: int) -> None:
-        with self._lock, self._conn() as db:
-            db.execute("UPDATE segments SET deleting = 1 WHERE id = ?", (segment_id,))
-
-    def unmark_deleting(self, segment_id: int) -> None:
-        """The file could not be unlinked (read-only disk): it still counts."""
-        with self._lock, self._conn() as db:
-            db.execute("UPDATE segments SET deleting = 0 WHERE id = ?", (segment_id,))
-
-    def remove(self, segment_id: int) -> None:
-        with self._lock, self._conn() as db:
-            db.execute("DELETE FROM segments WHERE id = ?", (segment_id,))
 
     def all_rows(self) -> list[tuple[int, str, int]]:
         """(id, path, deleting) of every row, for the start-up sweep."""
-        with self._lock:
-            return [(r[0], r[1], r[2]) for r in self._conn().execute("SELECT id, path, deleting FROM segments")]
+        return [(r[0], r[1], r[2]) for r in self._reader().execute("SELECT id, path, deleting FROM segments")]
 
     def totals(self) -> tuple[int, float | None]:
-        """(bytes of indexed segments, start of the oldest)."""
-        with self._lock:
-            size, oldest = (
-                self._conn()
-                .execute("SELECT COALESCE(SUM(bytes), 0), MIN(start) FROM segments WHERE deleting = 0")
-                .fetchone()
-            )
-        return int(size), oldest
+        """(bytes of indexed segments, start of the oldest), as of the writer's last commit: never waits."""
+        if self._writer is None:
+            raise sqlite3.OperationalError("the recordings index is not open")
+        return self._totals
 
     def per_camera(self) -> dict[str, tuple[int, int]]:
         """camera -> (segments, bytes) currently kept."""
-        with self._lock:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT camera, COUNT(*), COALESCE(SUM(bytes), 0) FROM segments WHERE deleting = 0 GROUP BY camera"
-                )
-                .fetchall()
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT camera, COUNT(*), COALESCE(SUM(bytes), 0) FROM segments WHERE deleting = 0 GROUP BY camera"
             )
+            .fetchall()
+        )
         return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
     def close(self) -> None:
-        with self._lock:
-            db, self._db = self._db, None
-            if db is not None:
+        """Commit what is queued and close every connection. Blocks: not on the event loop."""
+        with self._open_lock, self._lock:
+            writer, self._writer = self._writer, None
+            if writer is None:
+                return
+            self._generation += 1
+            self._queue.put(None)
+            readers, self._readers = self._readers, []
+        for db in readers:
+            with contextlib.suppress(sqlite3.Error):
                 db.close()
+        writer.join()
 
 
 _SEGMENT_COLUMNS = "id, camera, path, start, end, bytes, NULL, {sha}"

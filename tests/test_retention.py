@@ -31,7 +31,7 @@ def test_oldest_plain_footage_goes_first_event_footage_last(store: tuple[Path, R
     root, index = store
     t0 = time.time() - 3600
     rels = [make_segment(root, index, "cam", t0 + 10 * i) for i in range(6)]
-    index.link_event("cam", "cam-1", t0 + 5, t0, t0 + 15)  # protects the two oldest
+    index.link_event("cam", "cam-1", t0 + 5, t0, t0 + 15).result()  # protects the two oldest
     retention = Retention(root, index, max_bytes=3000, min_free_bytes=0, event_protect_s=86400)
     assert retention.enforce() == 3
     kept = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.mp4"))
@@ -43,7 +43,7 @@ def test_event_footage_past_its_protection_counts_as_plain(store: tuple[Path, Re
     root, index = store
     t0 = time.time() - 3600
     rels = [make_segment(root, index, "cam", t0 + 10 * i) for i in range(4)]
-    index.link_event("cam", "cam-1", t0 + 5, t0, t0 + 5)
+    index.link_event("cam", "cam-1", t0 + 5, t0, t0 + 5).result()
     retention = Retention(root, index, max_bytes=3000, min_free_bytes=0, event_protect_s=60)
     retention.enforce()
     assert not (root / rels[0]).exists() and (root / rels[1]).exists()
