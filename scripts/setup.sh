@@ -14,6 +14,7 @@ APT_PACKAGES=(
   gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  gcc libc6-dev  # the slow-fsync shim of scripts/bench_slow_disk.py and tests/faults/test_slow_disk.py
 )
 
 as_root() {
