@@ -234,9 +234,8 @@ class CameraWorker(StreamWorker):
     every decoded frame to its FramePipeline (edge.pipeline), which decides everything
     about detection; outputs go to the sink in the order the pipeline made them.
 
-    Threads: the pipeline belongs to this worker's thread, which feeds it under `_lock`;
-    `close_events` (any thread, e.g. at shutdown) takes the same lock; `set_detect` and
-    `request_tile` only store a flag (any thread); `status` and `tile` are written here, read by anyone."""
+    Threads: the worker thread owns the pipeline, fed under `_lock`; close_events (any thread)
+    takes that lock; set_detect, request_tile (any thread) only store a flag."""
 
     def __init__(
         self,

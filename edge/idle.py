@@ -31,8 +31,8 @@ while awake, every motion onset the detector reports is checked against the size
 around it (`SizeTrust`): idle mode is allowed only once the last onset was announced
 by them, and a keyframe that shows motion the sizes missed withdraws it again.
 
-Pure logic, no PyAV: the camera worker (edge.camera) feeds it packet sizes and motion
-results, and does what it says.
+Pure logic, no PyAV: the decoder (edge.source.IdleDecoder) feeds it packet sizes and
+does what it says; the frame pipeline (edge.pipeline) feeds it motion results.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ class SizeBaseline:
 
 class SizeTrust:
     """Whether this camera's packet sizes announce the motion its detector sees: idle mode
-    bets on it. Kept by the camera worker across connections and re-checked at every
+    bets on it. Kept by the frame pipeline across connections and re-checked at every
     onset, so a camera whose stream changes (a new bitrate setting, night noise) loses
     it at the first onset the sizes miss."""
 

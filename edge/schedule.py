@@ -1,6 +1,6 @@
-"""Which frames are analysed: the one detection throttle, shared by the camera worker
-(edge.camera) and the motion evaluation (edge.evaluation), so the evaluation scores
-exactly the frames the daemon analyses.
+"""Which frames are analysed: the one detection throttle, held by the frame pipeline
+(edge.pipeline) that the camera worker and the motion evaluation both run, so the
+evaluation scores exactly the frames the daemon analyses.
 
 A frame is due when at least 0.95 / detect_fps seconds have passed since the last
 analysed frame (the 5 % slack keeps a 5 fps camera whose frames arrive a little early
@@ -13,8 +13,8 @@ SLACK = 0.95
 
 
 class DetectSchedule:
-    """`due(t)` asks, `mark(t)` records that the frame at `t` was analysed (the camera
-    worker may find a due frame stale and skip it without marking it); `take(t)` is
+    """`due(t)` asks, `mark(t)` records that the frame at `t` was analysed (the frame
+    pipeline may find a due frame stale and skip it without marking it); `take(t)` is
     both. Times are seconds on any clock that does not step back (monotonic in the
     daemon, the clip's own timestamps in the evaluation)."""
 

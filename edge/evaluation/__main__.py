@@ -1,8 +1,8 @@
 """`python -m edge.evaluation [CLIP.mp4 ...] [--shared] [--synthetic] [--check]
 [--every-frame] [--spans] [--idle]`: score the motion detector and two baselines on
-labelled clips, strictly (edge.evaluation.metrics): only the frames the daemon analyses
-(edge.schedule, 5 fps by the clip's timestamps), each with its own label; events judged
-where they start. Prints a table per clip and overall. `--check` then prints one
+labelled clips, strictly (edge.evaluation.metrics): only the frames the daemon's frame
+pipeline (edge.pipeline) analyses, 5 fps by the clip's timestamps, each with its own
+label; events judged where they start. Prints a table per clip and overall. `--check` then prints one
 PASS/FAIL line per target of issue 14 for nvr-edge and exits 1 if any fails.
 `--idle` instead scores the daemon's idle mode: each clip decoded packet by packet as
 the camera worker does, with idle mode off and after 10 s and 2 s of quiet."""

@@ -36,9 +36,6 @@ SPAN_GRACE_S = 1.0  # a span is found by an event starting within 1 s of its fir
 _EPS = 1e-6  # timestamps k / fps are not exact in binary
 
 
-__all__ = ["Detector"]  # re-exported: the evaluation's modules name detectors by it
-
-
 def clip_pipeline(
     detector: Detector, detect_fps: float, events: EventConfig | None = None, idle_after: float = 0.0
 ) -> FramePipeline:
