@@ -59,6 +59,10 @@ RELIT_SMOOTHNESS, RELIT_MIN_TEXTURE = 0.6, 1.5
 # ... or, textured or not, a change whose edges take this many pixels to reach its mean
 # strength: light and shadow fade in; an object's outline is a pixel or two wide.
 SOFT_EDGE_PX = 3.0
+# ... or soft along most of its outline (this percentile of the outline's slopes) when even
+# its steepest change is not an object's (at least SOFT_RIM_MIN_PX wide): a light pool
+# cut by a sharp line of the scene, such as a wall meeting the floor.
+SOFT_RIM_PERCENTILE, SOFT_RIM_MIN_PX = 90.0, 2.0
 # Night contrast normalisation: in a dim and flat scene (its mean and standard deviation
 # against a typical day scene's, geometric mean) the grey-level floor of the threshold scales down.
 BRIGHTNESS_DAY, CONTRAST_DAY, CONTRAST_MIN_SCALE, CONTRAST_EVERY_S = 80.0, 24.0, 0.25, 1.6
@@ -392,9 +396,19 @@ def _relit(boxes: list[Blob], blobs: np.ndarray, frame: np.ndarray, bg: np.ndarr
         relit = texture >= RELIT_MIN_TEXTURE**2 and ratio_energy <= RELIT_SMOOTHNESS**2 * log_texture
         # Soft: the change takes several pixels to reach its full strength at every edge
         # (a cloud's shadow, a light pool): an object's outline is sharp at this size.
-        edge_width = abs(cv2.mean(ratio[box], mask=mask)[0]) / max(1e-6, float(slope[box].max()))
-        verdicts.append(relit or edge_width >= SOFT_EDGE_PX)
+        strength = abs(cv2.mean(ratio[box], mask=mask)[0])
+        edge_width = strength / max(1e-6, float(slope[box].max()))
+        verdicts.append(relit or edge_width >= SOFT_EDGE_PX or _soft_rim(slope[box], mask, strength, edge_width))
     return verdicts
+
+
+def _soft_rim(slope: np.ndarray, mask: np.ndarray, strength: float, edge_width: float) -> bool:
+    """Light whose pool crosses a sharp line of the scene (a wall meeting the floor): the
+    steepest change in its box is that line, but along most of its outline it still fades in."""
+    if edge_width < SOFT_RIM_MIN_PX:
+        return False  # sharp somewhere it counts: an object's own outline
+    rim = slope[cv2.subtract(mask, cv2.erode(mask, _KERNEL)) > 0]
+    return bool(rim.size) and strength / max(1e-6, float(np.percentile(rim, SOFT_RIM_PERCENTILE))) >= SOFT_EDGE_PX
 
 
 def _slope(ratio: np.ndarray) -> np.ndarray:

@@ -233,6 +233,41 @@ def test_a_light_pool_sweeping_a_textured_wall_is_not_motion() -> None:
     assert events_started(run(frames)) == 0
 
 
+def flat_dark_room() -> tuple[np.ndarray, np.ndarray]:
+    """A plain wall over a darker floor (a sharp line between them), lit only by a little
+    ambient light, and the grids to draw on it."""
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    return np.where(yy < 230, 160.0, 70.0).astype(np.float32), np.stack([yy, xx])
+
+
+def test_a_light_pool_crossing_the_line_where_a_flat_wall_meets_the_floor_is_not_motion() -> None:
+    """Headlights at night: on a wall with no texture the pool cannot be told by the
+    texture it keeps, and where it crosses the floor line its change is sharp; along the
+    rest of its outline it fades in, as light does."""
+    rng = np.random.default_rng(16)
+    room, (yy, xx) = flat_dark_room()
+    ambient = 0.13
+    frames = [noisy(room * ambient + 4, rng, 2) for _ in range(20)]
+    for cx in np.linspace(-150, W + 150, 14):  # a car passing in ~3 s: two headlights' pools
+        pool = sum(0.5 * np.exp(-(((xx - cx - side) / 60) ** 2) - ((yy - 200) / 70) ** 2) for side in (-55, 55))
+        frames.append(noisy(room * (ambient + pool) + 4, rng, 2))
+    frames += [noisy(room * ambient + 4, rng, 2) for _ in range(10)]
+    assert events_started(run(frames)) == 0
+
+
+def test_a_plain_object_crossing_the_same_dark_room_is_motion() -> None:
+    """The rule above must not swallow an object: its outline is sharp all round."""
+    rng = np.random.default_rng(17)
+    room, _ = flat_dark_room()
+    dark = room * 0.13 + 4
+    frames = [noisy(dark, rng, 2) for _ in range(20)]
+    for x in np.linspace(60, W - 120, 20):
+        lit = dark.copy()
+        lit[150:290, int(x) : int(x) + 50] = 60.0  # a person in a light coat, 50x140 px
+        frames.append(noisy(lit, rng, 2))
+    assert events_started(run(frames)) == 1
+
+
 def swaying(texture: np.ndarray, t: float, amplitude: float, hz: float) -> np.ndarray:
     """`texture` displaced in place by a smooth field: each part of the crown sways with
     its own phase, as foliage does (not a rigid shift)."""
