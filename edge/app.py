@@ -10,8 +10,8 @@ import asyncio
 import json
 import signal
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from edge.api import FootageApi
@@ -20,20 +20,20 @@ from edge.camera import (
     CameraState,
     CameraStatus,
     CameraWorker,
-    EventOutput,
-    MotionOutput,
     RecordWorker,
     StreamWorker,
 )
 from edge.config import CameraConfig, Config, ConfigError, read_token_file
 from edge.discovery import OFFLINE, ONLINE, discovery_messages, status_topic
 from edge.egress import Egress, shares_of
+from edge.event_life import EventLife
 from edge.health import STARTING_GRACE_S, RateMeter, disk_check, health, offline_health, reserve_warning, stats
 from edge.logs import get_logger
+from edge.messages import Kind, Messages, Outgoing
 from edge.mosaic import MosaicCost, make_jpeg, tiles_for
 from edge.mqtt import MAX_COMMAND_BYTES, MqttLink
 from edge.notify import Notifier
-from edge.outbox import Kind, Outbox
+from edge.outbox import Outbox
 from edge.ratelog import COMMAND_BURST, RateLimitedLog
 from edge.recordings import Recordings
 from edge.reload import plan_reload
@@ -43,17 +43,11 @@ from edge.web import ScreenData, ScreenServer
 
 SHUTDOWN_BUDGET_S = 8.0  # SPEC: exit within 10 s of SIGTERM
 HEALTH_POLL_S = 1.0
-OPEN_EVENT_HEARTBEAT_TICKS = 4  # ticks of 0.5 s: an open event's last sign of life is kept to 2 s
-INTERRUPTED = "interrupted"  # `reason` of an end sent after a crash or power cut cut the event off
 MAX_REQUEST_ID_CHARS = 200
 # A worker is never silent this long: its longest wait is one RTSP open or read timeout
 # (10 s each); backing off, it beats every second.
 WORKER_MAX_SILENCE_S = 25.0
 LOOP_MAX_LAG_S = 10.0  # a loop blocked longer breaks the 10 s stop promise: withhold the systemd watchdog
-
-
-def _json(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
 
 
 class Daemon:
@@ -67,6 +61,7 @@ class Daemon:
         self._sink: Callable[[CameraOutput], None] = lambda _item: None
         self._camera_configs: dict[str, CameraConfig] = {}  # every camera started: outputs outlive a removal
         self.topics = Topics(config.mqtt.topic_prefix, config.box.id)
+        self.messages = Messages(self.topics)
         self._log = get_logger(box=config.box.id)
         # Bad commands come from outside, thousands a second if someone wants: their lines are rate-limited.
         self._command_log = RateLimitedLog(self._log, burst=COMMAND_BURST)
@@ -76,7 +71,7 @@ class Daemon:
         self._meter = RateMeter()
         self._stop = asyncio.Event()
         self._outputs: asyncio.Queue[CameraOutput] = asyncio.Queue()
-        self._retained: dict[str, bytes] = {}
+        self._retained: dict[str, Outgoing] = {}
         self._last_health_status: str | None = None
         self._stopping = False  # from here on the retained health says offline (issue 18)
         # Home Assistant discovery (edge/discovery.py): its status topic is listened to only when on.
@@ -96,7 +91,7 @@ class Daemon:
             subscriptions=(self._ha_status,) if self._ha_status else (),
         )
         # Every outgoing message passes the egress (edge/egress.py): it enforces each camera's `share`.
-        self.egress = Egress(self.topics, self.outbox, self.link, shares_of(config.cameras))
+        self.egress = Egress(self.outbox, self.link, shares_of(config.cameras))
         # The mosaic (edge/mosaic.py) and the centre's screen (edge/web.py).
         self.mosaic: tuple[bytes, float] | None = None  # the latest JPEG and when it was made
         self.mosaic_cost = MosaicCost()
@@ -104,7 +99,8 @@ class Daemon:
         self.workers: dict[str, CameraWorker] = {}
         self.record_workers: dict[str, RecordWorker] = {}
         self.statuses: dict[str, CameraStatus] = {}
-        self._last_events: dict[str, dict[str, Any]] = {}  # per camera, the last event that left the box
+        # An event's life from the workers' outputs to its messages (edge/event_life.py).
+        self.life = EventLife(config, self.messages, self.egress, self.recordings, time.time, self._log)
         self.api: FootageApi | None = None  # the footage API (edge/api.py), with web.token_file
         self.web = (
             ScreenServer(
@@ -114,7 +110,7 @@ class Daemon:
                     mosaic_interval=config.mosaic.interval,
                     cameras=lambda: self.config.cameras,
                     statuses=self.statuses,
-                    last_events=self._last_events,
+                    last_events=self.life.last_events,
                     consent=self.egress,
                     mosaic=lambda: self.mosaic,
                 ),
@@ -124,10 +120,6 @@ class Daemon:
             if config.web.listen
             else None
         )
-        # Per camera, outputs held back until an `end` event's post-roll is recorded,
-        # so the end lists every segment and events stay in order per camera.
-        self._held: dict[str, deque[CameraOutput]] = {}
-        self._hold_until: dict[str, float] = {}
         # systemd (edge/notify.py, edge/watchdog.py): silent without NOTIFY_SOCKET / WATCHDOG_USEC.
         self.notifier = Notifier.from_env()
         self.loop_monitor = LoopMonitor(LOOP_MAX_LAG_S)
@@ -182,7 +174,7 @@ class Daemon:
 
         self._sink = sink
         swept = await asyncio.to_thread(self.recordings.start)
-        await self._close_interrupted_events()
+        self._send_all(self.life.recover(await self.outbox.open_events_async()))
         self.egress.purge()
         for cam_id in self.config.cameras:
             self._start_camera(cam_id)
@@ -219,7 +211,7 @@ class Daemon:
         await asyncio.to_thread(self.recordings.finish_segments)
         await asyncio.sleep(0)  # let call_soon_threadsafe deliveries land
         self._drain_outputs()
-        self._release_held(force=True)
+        self._send_all(self.life.release(force=True))
         # Before `offline`: the retained health must not keep saying the cameras stream (roll-call).
         self._publish_health(None)
         await self.link.flush(max(0.5, deadline - time.monotonic() - 1.0))
@@ -253,7 +245,7 @@ class Daemon:
         self.workers[cam_id] = worker
         self.statuses[cam_id] = worker.status
         if self.egress.may_name(cam_id):
-            self._put_state(self.topics.motion(cam_id), b"OFF")  # a crash may have left ON retained
+            self._send(self.messages.motion(cam_id, False))  # a crash may have left ON retained
         for stream_worker in (*started, worker):
             self._heartbeats[stream_worker.name] = _heartbeat_of(stream_worker.status)
             stream_worker.start()
@@ -272,7 +264,7 @@ class Daemon:
         await asyncio.to_thread(self.recordings.retire, cam_id)
         self.statuses.pop(cam_id, None)
         if self.egress.may_name(cam_id):
-            self._put_state(self.topics.motion(cam_id), b"OFF")
+            self._send(self.messages.motion(cam_id, False))
 
     async def reload(self) -> None:
         """SIGHUP: read the file again and apply what changed to the cameras concerned only.
@@ -294,6 +286,7 @@ class Daemon:
             for cam_id in plan.stop:
                 await self._stop_camera(cam_id, "reconfigured")
             self.config = plan.config
+            self.life.reconfigure(self.config)
             self.egress.update(shares_of(self.config.cameras))
             self.egress.purge()
             for cam_id in list(self.statuses):
@@ -333,96 +326,29 @@ class Daemon:
             self._handle_output(self._outputs.get_nowait())
 
     def _handle_output(self, item: CameraOutput) -> None:
-        """Publish now, or hold behind an `end` still waiting for its post-roll."""
-        held = self._held.setdefault(item.camera, deque())
-        held.append(item)
-        self._release_held()
+        """Publish now, or hold behind an `end` still waiting for its post-roll (edge/event_life.py)."""
+        self._send_all(self.life.take(item))
 
-    def _release_held(self, force: bool = False) -> None:
-        now = time.time()
-        for camera, held in self._held.items():
-            while held and (force or now >= self._hold_until.get(camera, 0.0)):
-                item = held[0]
-                if isinstance(item, EventOutput) and item.event.type == "end" and not force:
-                    ready_at = (item.event.end_time or now) + self.config.events.post_roll
-                    if now < ready_at and self._hold_until.get(camera) != ready_at:
-                        self._hold_until[camera] = ready_at
-                        break
-                held.popleft()
-                self._publish(item)
+    def _send_all(self, messages: Iterable[Outgoing]) -> None:
+        for message in messages:
+            self._send(message)
 
-    async def _close_interrupted_events(self) -> None:
-        """Send the `end` of every event a crash or power cut left open (SPEC 3.1: every
-        started event ends), before any camera starts, so they stay in order per camera.
-        The end time is the last sign of life recorded for the event (at most a tick of
-        the open-event heartbeat before the cut)."""
-        cfg = self.config.events
-        for event in await self.outbox.open_events_async():
-            payload = dict(event.payload)
-            camera, start = str(payload["camera"]), float(payload["start_time"])  # type: ignore[arg-type]
-            if not self.egress.may_name(camera):
-                continue  # consent withdrawn since (share: none): its end is not sent either
-            end = max(start, event.last_seen)
-            if camera in self.config.cameras:
-                t0, t1 = start - cfg.pre_roll, end + cfg.post_roll
-                self.recordings.protect(camera, str(payload["id"]), end, t0, t1)
-                payload["recordings"] = self.recordings.covering(camera, t0, t1)
-            payload.update(type="end", end_time=round(end, 3), reason=INTERRUPTED)
-            self.egress.put_event(self.topics.events, payload, Kind.EVENT)
-            self._log.warning("event_closed_after_restart", camera=camera, id=payload["id"], end_time=end)
-
-    def _touch_open_events(self) -> None:
-        """Heartbeat of open events: while a camera sees motion, its open event is alive."""
-        now = time.time()
-        for camera, status in self.statuses.items():
-            if status.motion:
-                self.outbox.touch_open(camera, now)
-
-    def _recordings_for(self, item: EventOutput) -> list[str]:
-        event, cfg = item.event, self.config.events
-        now = time.time()
-        t0 = event.start_time - cfg.pre_roll
-        t1 = (event.end_time + cfg.post_roll) if event.end_time is not None else now
-        self.recordings.protect(item.camera, event.id, event.end_time or now, t0, t1)
-        return self.recordings.covering(item.camera, t0, t1)
-
-    def _publish(self, item: CameraOutput) -> None:
-        """Where camera data becomes outgoing messages. `share` is enforced by the egress
-        whatever is put here; skipping what it would refuse only saves the work."""
-        if not self.egress.may_name(item.camera):
-            return
-        images = self.egress.images_allowed(item.camera)
-        if isinstance(item, MotionOutput):
-            self._put_state(self.topics.motion(item.camera), b"ON" if item.on else b"OFF")
-        elif isinstance(item, EventOutput):
-            jpeg = item.jpeg if images else None
-            if jpeg is not None and not self.egress.put(
-                self.topics.thumbnail(item.event.id), jpeg, 1, False, Kind.THUMBNAIL
-            ):
-                jpeg = None
-            if jpeg is not None:
-                self._put_state(self.topics.snapshot(item.camera), jpeg)
-            payload = item.event.to_payload(thumbnail=jpeg is not None, recordings=self._recordings_for(item))
-            kind = Kind.UPDATE if item.event.type == "update" else Kind.EVENT
-            logged: dict[str, object] = {"camera": item.camera, "id": item.event.id, "type": item.event.type}
-            logged |= {"score": round(item.event.peak_score, 4), "reason": item.event.reason}
-            # Logged once committed (on the outbox's writer): a raised event in the log is on disk.
-            if self.egress.put_event(self.topics.events, payload, kind, lambda: self._log.info("event", **logged)):
-                at = {"start": item.event.start_time, "end": item.event.end_time}.get(item.event.type) or time.time()
-                self._last_events[item.camera] = {"type": item.event.type, "time": round(at, 3)}
-        self.link.wake()
-
-    def _put_state(self, topic: str, payload: bytes) -> None:
-        """Retained state: remembered for re-publication on every reconnect."""
-        if self.egress.put(topic, payload, 1, True, Kind.STATE):
-            self._retained[topic] = payload
+    def _send(self, message: Outgoing) -> bool:
+        """Through the egress to the outbox; retained state is remembered for re-publication
+        on every reconnect (a health reply as the retained health it also is)."""
+        if not self.egress.put(message):
+            return False
+        if message.retain:
+            reply = message.kind is Kind.REPLY
+            self._retained[message.topic] = replace(message, kind=Kind.HEALTH) if reply else message
+        return True
 
     def _republish_retained(self) -> None:
-        for topic, payload in list(self._retained.items()):
-            if not self.egress.allows(topic, payload):  # a reload took the consent back
+        for topic, message in list(self._retained.items()):
+            if not self.egress.allows(message):  # a reload took the consent back
                 del self._retained[topic]
                 continue
-            self.egress.put(topic, payload, 1, True, Kind.STATE)
+            self.egress.put(message)
         self.link.wake()
 
     # -- commands ----------------------------------------------------------------
@@ -466,11 +392,11 @@ class Daemon:
         if self._ha_status is None:
             return
         messages = discovery_messages(self.config, self.topics)
-        for topic in sorted(self._discovery_sent - {topic for topic, _ in messages}):
-            self._put_state(topic, b"")
-        for topic, payload in messages:
-            self._put_state(topic, payload)
-        self._discovery_sent = {topic for topic, _ in messages}
+        # Deleting an entity (an empty config) withdraws, never discloses: it names no camera.
+        for topic in sorted(self._discovery_sent - {m.topic for m in messages}):
+            self._send(Messages.discovery(topic, b"", None))
+        self._send_all(messages)
+        self._discovery_sent = {m.topic for m in messages}
         self._log.info("discovery_sent", reason=reason, entities=len(messages))
 
     def _set_detect(self, camera: str, payload: bytes, topic: str) -> None:
@@ -529,15 +455,13 @@ class Daemon:
         return time.monotonic() - self._started
 
     async def _tick_loop(self) -> None:
-        ticks = 0
         while True:
             await asyncio.sleep(0.5)
-            ticks += 1
             try:
-                self._release_held()
+                self._send_all(self.life.release())
                 self.recordings.tick()
-                if ticks % OPEN_EVENT_HEARTBEAT_TICKS == 0:
-                    self._touch_open_events()
+                for camera, at in self.life.heartbeats().items():
+                    self.outbox.touch_open(camera, at)
             except Exception:  # noqa: BLE001 - e.g. a full disk under the index; retried next tick
                 self._log.exception("tick_failed")
 
@@ -546,11 +470,7 @@ class Daemon:
         if self._stopping:
             report["id"] = request_id
         self._last_health_status = str(report["status"])
-        payload = _json(report)
-        if request_id is None:
-            self._put_state(self.topics.health, payload)
-        elif self.egress.put(self.topics.health, payload, 1, True, Kind.REPLY):  # each request its own answer
-            self._retained[self.topics.health] = payload
+        self._send(self.messages.health(report, reply=request_id is not None))  # each request its own answer
 
     async def _health_watch(self) -> None:
         """Publish health whenever its status changes (SPEC 3.5)."""
@@ -582,11 +502,11 @@ class Daemon:
         while True:
             await asyncio.sleep(interval)
             try:
-                payload = _json(self.stats_snapshot())
+                message = self.messages.stats(self.stats_snapshot())
             except Exception:  # noqa: BLE001 - a bug in one figure must not end stats for good
                 self._log.exception("stats_failed")
                 continue
-            await self.egress.publish_volatile(self.topics.stats, payload, qos=0)
+            await self.egress.publish_volatile(message)
 
     async def _mosaic_loop(self) -> None:
         """Every `mosaic.interval`: ask the workers for a fresh tile, a moment later compose
@@ -615,7 +535,7 @@ class Daemon:
                 continue
             self.mosaic = (page, time.time())
             if fitted is not None:  # None: cannot fit the broker's limit, counted in stats.mqtt.images_too_large
-                await self.egress.publish_volatile(self.topics.mosaic, fitted, qos=0, retain=True)
+                await self.egress.publish_volatile(self.messages.mosaic(fitted))
 
 
 def _heartbeat_of(status: CameraStatus) -> Callable[[], float | None]:

@@ -6,9 +6,10 @@ the resident's `share` consent holds there too: a `share: none` camera gets no e
 at all (not even its name leaves the box), a `share: events` camera gets no image
 entity. Disabled cameras publish nothing, so they get no entities either.
 
-Pure: config in, (topic, payload) pairs out. The configs are retained, so Home
-Assistant finds them whenever it starts; the daemon also sends them again when Home
-Assistant announces itself (`online` on `<prefix>/status`), in case the broker lost them.
+Pure: config in, typed messages out (edge/messages.py: each camera's entities name it).
+The configs are retained, so Home Assistant finds them whenever it starts; the daemon
+also sends them again when Home Assistant announces itself (`online` on
+`<prefix>/status`), in case the broker lost them.
 Topic shape: `<prefix>/<component>/<node_id>/<object_id>/config`, where Home Assistant
 accepts only [a-zA-Z0-9_-] in node and object ids (box and camera ids always fit).
 """
@@ -22,6 +23,7 @@ from typing import Any
 from edge import __version__
 from edge.config import CameraConfig, Config, HomeAssistantConfig
 from edge.health import HEALTH_STATES  # SPEC 3.5, with starting and offline (issue 18)
+from edge.messages import Messages, Outgoing
 from edge.status import CameraState
 from edge.topics import Topics
 
@@ -107,12 +109,13 @@ def _camera_entities(cam_id: str, cam: CameraConfig, topics: Topics, expire_afte
     return entities
 
 
-def discovery_messages(config: Config, topics: Topics) -> list[tuple[str, bytes]]:
-    """Every discovery config of the box, as (topic, JSON payload), in a stable order."""
+def discovery_messages(config: Config, topics: Topics) -> list[Outgoing]:
+    """Every discovery config of the box, in a stable order."""
     ha, box = config.homeassistant, config.box.id
     expire_after = max(MIN_EXPIRE_S, math.ceil(3 * config.mqtt.stats_interval))  # three missed stats: unknown
-    entities: list[tuple[str, str, dict]] = [
+    entities: list[tuple[str | None, str, str, dict]] = [
         (
+            None,
             "sensor",
             "health",
             {
@@ -128,7 +131,7 @@ def discovery_messages(config: Config, topics: Topics) -> list[tuple[str, bytes]
     ]
     for cam_id, cam in config.cameras.items():
         if cam.enabled and cam.share != "none":
-            entities += _camera_entities(cam_id, cam, topics, expire_after)
+            entities += [(cam_id, *entity) for entity in _camera_entities(cam_id, cam, topics, expire_after)]
     common = {
         "availability_topic": topics.status,
         "payload_available": ONLINE,
@@ -138,8 +141,8 @@ def discovery_messages(config: Config, topics: Topics) -> list[tuple[str, bytes]
         "origin": {"name": "nvr-edge", "sw_version": __version__},
     }
     messages = []
-    for component, object_id, fields in entities:
+    for camera, component, object_id, fields in entities:
         payload = {**fields, "unique_id": f"nvr-edge_{box}_{object_id}", **common}
         topic = f"{ha.prefix}/{component}/{node_id(box)}/{object_id}/config"
-        messages.append((topic, json.dumps(payload, separators=(",", ":")).encode()))
+        messages.append(Messages.discovery(topic, json.dumps(payload, separators=(",", ":")).encode(), camera))
     return messages

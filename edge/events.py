@@ -63,6 +63,21 @@ class TrackerStep:
 _EMPTY = TrackerStep()
 
 
+@dataclass(slots=True)
+class _OpenEvent:
+    """The tracker's open event: what it is now and what was last published of it."""
+
+    id: str
+    start: float
+    score: float
+    peak: float
+    region: tuple[float, float, float, float] | None
+    last_motion: float
+    published_peak: float
+    published_centre: tuple[float, float]
+    last_update: float
+
+
 def _centre(region: tuple[float, float, float, float] | None) -> tuple[float, float]:
     if region is None:
         return (0.5, 0.5)
@@ -81,7 +96,7 @@ class EventTracker:
         self._run: list[tuple[float, MotionResult]] = []  # consecutive motion frames before a start
         self._run_best = -1.0  # best score in the run already reported as new_peak
         self._last_id_ms = -1
-        self._open: dict[str, Any] | None = None
+        self._open: _OpenEvent | None = None
 
     @property
     def active(self) -> bool:
@@ -93,15 +108,15 @@ class EventTracker:
         o = self._open
         assert o is not None
         return Event(
-            id=o["id"],
+            id=o.id,
             type=kind,
             box=self._box,
             camera=self._camera,
-            start_time=o["start"],
+            start_time=o.start,
             end_time=end,
-            score=o["score"],
-            peak_score=o["peak"],
-            region=o["region"],
+            score=o.score,
+            peak_score=o.peak,
+            region=o.region,
             reason=reason,
         )
 
@@ -139,25 +154,25 @@ class EventTracker:
         # latest value here) gives two events the same start millisecond.
         id_ms = max(int(start_t * 1000), self._last_id_ms + 1)
         self._last_id_ms = id_ms
-        self._open = {
-            "id": f"{self._camera}-{id_ms}",
-            "start": start_t,
-            "score": last.score,
-            "peak": peak.score,
-            "region": peak.region,
-            "last_motion": last_t,
-            "published_peak": peak.score,
-            "published_centre": _centre(peak.region),
-            "last_update": last_t,
-        }
+        self._open = _OpenEvent(
+            id=f"{self._camera}-{id_ms}",
+            start=start_t,
+            score=last.score,
+            peak=peak.score,
+            region=peak.region,
+            last_motion=last_t,
+            published_peak=peak.score,
+            published_centre=_centre(peak.region),
+            last_update=last_t,
+        )
         self._clear_run()
         return TrackerStep(events=(self._event("start"),), motion_on=True, new_peak=new_peak)
 
     def _update_open(self, t: float, result: MotionResult) -> TrackerStep:
         o = self._open
         assert o is not None
-        if t - o["start"] >= self._cfg.max_duration:
-            ended = self._end(o["last_motion"], "max_duration")
+        if t - o.start >= self._cfg.max_duration:
+            ended = self._end(o.last_motion, "max_duration")
             if result.motion:  # motion goes on: the next event starts from this frame
                 # Its peak is left unreported: this step ends the old event, and a frame
                 # kept now would become the old event's thumbnail. The next candidate
@@ -168,23 +183,23 @@ class EventTracker:
                     return TrackerStep(events=ended.events + started.events, motion_on=None, new_peak=True)
             return ended
         if not result.motion:
-            if t - o["last_motion"] >= self._cfg.end_after:
-                return self._end(o["last_motion"], "quiet")
+            if t - o.last_motion >= self._cfg.end_after:
+                return self._end(o.last_motion, "quiet")
             return _EMPTY
-        o["last_motion"] = t
-        o["score"] = result.score
-        new_peak = result.score > o["peak"]
+        o.last_motion = t
+        o.score = result.score
+        new_peak = result.score > o.peak
         if new_peak:
-            o["peak"] = result.score
-            o["region"] = result.region
-        grew = o["peak"] >= o["published_peak"] * UPDATE_GROWTH
+            o.peak = result.score
+            o.region = result.region
+        grew = o.peak >= o.published_peak * UPDATE_GROWTH
         cx, cy = _centre(result.region)
-        px, py = o["published_centre"]
+        px, py = o.published_centre
         moved = abs(cx - px) + abs(cy - py) >= UPDATE_MOVE
-        if (grew or moved) and t - o["last_update"] >= self._cfg.update_interval:
-            o["published_peak"] = o["peak"]
-            o["published_centre"] = (cx, cy)
-            o["last_update"] = t
+        if (grew or moved) and t - o.last_update >= self._cfg.update_interval:
+            o.published_peak = o.peak
+            o.published_centre = (cx, cy)
+            o.last_update = t
             return TrackerStep(events=(self._event("update"),), new_peak=new_peak)
         return TrackerStep(new_peak=new_peak)
 
@@ -203,4 +218,4 @@ class EventTracker:
         self._clear_run()
         if self._open is None:
             return _EMPTY
-        return self._end(self._open["last_motion"], reason)
+        return self._end(self._open.last_motion, reason)

@@ -42,7 +42,8 @@ from edge import jpeg
 from edge.backoff import Backoff
 from edge.config import MqttConfig, password_file_too_open
 from edge.logs import get_logger
-from edge.outbox import Kind, Message, Outbox
+from edge.messages import Kind
+from edge.outbox import Message, Outbox
 from edge.topics import Topics
 
 CommandHandler = Callable[[str, bytes], Awaitable[None]]

@@ -44,37 +44,51 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from edge.logs import get_logger
+from edge.messages import EventMark, Kind, Outgoing
 
 
-class Kind(StrEnum):
-    """What a message is: decides what gives way when the outbox is full."""
+class Storage(StrEnum):
+    """How a message is kept (the `kind` column): decides what gives way when the outbox is full."""
 
     EVENT = "event"  # start / end: never dropped
     UPDATE = "update"  # event update: dropped after thumbnails
     THUMBNAIL = "thumbnail"  # dropped first
-    STATE = "state"  # retained state (motion, snapshot, health): newest per topic only
+    STATE = "state"  # retained state (motion, snapshot, health, discovery): newest per topic only
     REPLY = "reply"  # a health answer to a request with an id: one each, newest MAX_REPLIES kept
 
 
-# Lower number = dropped earlier when over budget. EVENT is absent: never dropped.
-_DROP_ORDER = (Kind.REPLY, Kind.THUMBNAIL, Kind.UPDATE, Kind.STATE)
+_STORAGE = {
+    Kind.EVENT: Storage.EVENT,
+    Kind.UPDATE: Storage.UPDATE,
+    Kind.THUMBNAIL: Storage.THUMBNAIL,
+    Kind.SNAPSHOT: Storage.STATE,
+    Kind.MOTION: Storage.STATE,
+    Kind.DISCOVERY: Storage.STATE,
+    Kind.HEALTH: Storage.STATE,
+    Kind.REPLY: Storage.REPLY,
+}  # stats and the mosaic are volatile: never stored
+# Dropped earlier when over budget comes first. EVENT is absent: never dropped.
+_DROP_ORDER = (Storage.REPLY, Storage.THUMBNAIL, Storage.UPDATE, Storage.STATE)
 MAX_REPLIES = 64  # health answers waiting at once: a burst of requests cannot fill the outbox
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """A message waiting for the broker, as the MQTT link reads it."""
+
     seq: int
     topic: str
     payload: bytes
     qos: int
     retain: bool
     kind: Kind
+    camera: str | None = None
 
 
 _SCHEMA = """
@@ -85,7 +99,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     qos INTEGER NOT NULL,
     retain INTEGER NOT NULL,
     kind TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    camera TEXT,
+    content TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_kind ON outbox(kind, seq);
 CREATE INDEX IF NOT EXISTS outbox_topic ON outbox(topic);
@@ -106,8 +122,14 @@ class OpenEvent:
     last_seen: float
 
 
-# A queued message, and what it does to the open-events table (None: nothing).
-_Pending = tuple[str, bytes, int, bool, Kind, dict[str, object] | None]
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A message queued or held in memory, not written yet; `seq` is a memory id."""
+
+    seq: int
+    message: Outgoing
+
+
 _MEMORY_IDS = 1 << 62  # seqs of messages held in memory: never a database rowid
 REOPEN_EVERY_S = 30.0
 
@@ -127,10 +149,42 @@ def _connect(path: Path | None) -> sqlite3.Connection:
             # loses none. Writes are rare (events, not frames), so the SD card is spared.
             db.execute("PRAGMA synchronous=FULL")
         db.executescript(_SCHEMA)
+        _label_legacy_rows(db)
     except sqlite3.Error:
         db.close()
         raise
     return db
+
+
+def _label_legacy_rows(db: sqlite3.Connection) -> None:
+    """An outbox written before messages were typed has no `camera` and `content`: add the
+    columns and label its rows once from their topics, so the egress can purge them."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+    if "content" in columns:
+        return
+    with _transaction(db):
+        db.execute("ALTER TABLE outbox ADD COLUMN camera TEXT")
+        db.execute("ALTER TABLE outbox ADD COLUMN content TEXT")
+        for seq, topic, payload, kind in db.execute("SELECT seq, topic, payload, kind FROM outbox").fetchall():
+            camera, content = _legacy_label(topic, bytes(payload), Storage(kind))
+            db.execute("UPDATE outbox SET camera = ?, content = ? WHERE seq = ?", (camera, content.value, seq))
+
+
+def _legacy_label(topic: str, payload: bytes, storage: Storage) -> tuple[str | None, Kind]:
+    """(camera, kind) of a row written before messages were typed (SPEC 3 topic shapes)."""
+    parts = topic.split("/")
+    if storage in (Storage.EVENT, Storage.UPDATE):
+        with contextlib.suppress(ValueError, AttributeError):
+            camera = json.loads(payload).get("camera")
+            return (camera if isinstance(camera, str) else None), Kind(storage.value)
+        return None, Kind(storage.value)
+    if storage is Storage.THUMBNAIL:
+        return parts[-2].rsplit("-", 1)[0], Kind.THUMBNAIL
+    if storage is Storage.REPLY:
+        return None, Kind.REPLY
+    if len(parts) >= 4 and parts[-3] == "cameras" and parts[-1] in ("snapshot", "motion"):
+        return parts[-2], Kind.SNAPSHOT if parts[-1] == "snapshot" else Kind.MOTION
+    return None, Kind.HEALTH if parts[-1] == "health" else Kind.DISCOVERY
 
 
 # -- one writer thread ------------------------------------------------------------------------
@@ -219,7 +273,7 @@ class Outbox:
         self._db: sqlite3.Connection
         self._bytes = 0
         self._applied = 0
-        self._spill: list[tuple[int, _Pending]] = []  # (memory id, message) not written yet, in order
+        self._spill: list[_Held] = []  # messages not written yet, in order
         self._next_memory_id = _MEMORY_IDS
         self._spill_logged = False
         self._acked: set[int] = set()  # acknowledged rows not deleted yet: never sent again
@@ -232,27 +286,22 @@ class Outbox:
         self._writer.start()
 
     # -- what any thread may call -------------------------------------------------------------
-    def put(
-        self,
-        topic: str,
-        payload: bytes | str,
-        qos: int,
-        retain: bool,
-        kind: Kind,
-        on_stored: Callable[[], None] | None = None,
-    ) -> None:
+    def put(self, message: Outgoing) -> None:
         """Queue a message; the writer commits it (or, if the disk refuses it, holds it in
-        memory) and then calls `on_stored` on its thread. Never waits."""
-        data = payload.encode() if isinstance(payload, str) else payload
-        self._queue_message((topic, data, qos, retain, kind, None), on_stored)
+        memory) and then calls its `on_stored` on its thread. An event message also marks
+        its event open (`start`, `update`) or closed (`end`), in the same transaction.
+        Never waits."""
+        if message.kind not in _STORAGE:
+            raise ValueError(f"a {message.kind} message is volatile: publish it, do not store it")
 
-    def put_event(
-        self, topic: str, event: dict[str, object], kind: Kind, on_stored: Callable[[], None] | None = None
-    ) -> None:
-        """Queue an event message (QoS 1) and, in the same transaction, mark its event open
-        (`start`, `update`) or closed (`end`)."""
-        data = json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
-        self._queue_message((topic, data, 1, False, kind, event), on_stored)
+        def apply() -> None:
+            self._spill.append(_Held(self._next_memory_id, message))
+            self._next_memory_id += 1
+            self._applied += 1
+            if message.on_stored is not None:
+                self._stored.append(message.on_stored)
+
+        self._submit(_Request(apply=apply), put=True)
 
     def touch_open(self, camera: str, t: float) -> None:
         """The camera's open event is still alive at `t` (its end, after a crash, is no
@@ -272,13 +321,13 @@ class Outbox:
         one, and a thumbnail's event still waiting says it has none."""
         self._submit(_Request(apply=lambda: self._give_up(message)))
 
-    def purge(self, allowed: Callable[[str, bytes], bool]) -> Future[int]:
-        """Drop every queued message `allowed(topic, payload)` refuses (run on the writer's
+    def purge(self, allowed: Callable[[str | None, Kind], bool]) -> Future[int]:
+        """Drop every queued message `allowed(camera, kind)` refuses (run on the writer's
         thread); resolves to how many."""
         found: list[int] = []
 
         def apply() -> None:
-            refused = [m.seq for m in self._peek(None, 0) if not allowed(m.topic, m.payload)]
+            refused = [m.seq for m in self._peek(None, 0) if not allowed(m.camera, m.kind)]
             self._forget(refused)
             found.append(len(refused))
 
@@ -342,16 +391,6 @@ class Outbox:
         request.future = Future()
         self._submit(request)
         return request.future
-
-    def _queue_message(self, message: _Pending, on_stored: Callable[[], None] | None) -> None:
-        def apply() -> None:
-            self._spill.append((self._next_memory_id, message))
-            self._next_memory_id += 1
-            self._applied += 1
-            if on_stored is not None:
-                self._stored.append(on_stored)
-
-        self._submit(_Request(apply=apply), put=True)
 
     # -- the writer thread ----------------------------------------------------------------------
     def _run(self) -> None:
@@ -422,7 +461,7 @@ class Outbox:
             stored = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         except sqlite3.Error:
             stored = len(self._acked)
-        held = sum(len(m[1]) for _i, m in self._spill)
+        held = sum(len(h.message.payload) for h in self._spill)
         self._figures = _Figures(
             stored - len(self._acked) + len(self._spill), self._bytes + held, self.dropped, self._applied
         )
@@ -430,7 +469,7 @@ class Outbox:
     def _forget(self, seqs: list[int]) -> None:
         in_memory = {s for s in seqs if s >= _MEMORY_IDS}
         if in_memory:
-            self._spill = [e for e in self._spill if e[0] not in in_memory]
+            self._spill = [h for h in self._spill if h.seq not in in_memory]
         self._acked.update(s for s in seqs if s < _MEMORY_IDS)
 
     def _give_up(self, message: Message) -> None:
@@ -439,10 +478,11 @@ class Outbox:
         if message.kind is Kind.THUMBNAIL and len(parts) == 4 and parts[1:4:2] == ["events", "thumbnail"]:
             events_topic, event_id = parts[0] + "/events", parts[2]
             self._unannounce.append((events_topic, event_id))
-            for index, (memory_id, pending) in enumerate(self._spill):
-                changed = _without_thumbnail(pending[1], event_id) if pending[0] == events_topic else None
+            for index, held in enumerate(self._spill):
+                queued = held.message
+                changed = _without_thumbnail(queued.payload, event_id) if queued.topic == events_topic else None
                 if changed is not None:
-                    self._spill[index] = (memory_id, (pending[0], changed, *pending[2:]))
+                    self._spill[index] = _Held(held.seq, replace(queued, payload=changed))
 
     # -- writing: one transaction for the whole batch ---------------------------------------------
     def _write(self) -> None:
@@ -457,8 +497,8 @@ class Outbox:
                 for events_topic, event_id in self._unannounce:
                     self._unannounce_stored(events_topic, event_id)
                 self._write_touches()
-                for _memory_id, message in self._spill:
-                    self._insert(*message)
+                for held in self._spill:
+                    self._insert(held.message)
         except sqlite3.Error:
             self._bytes, self.dropped = saved
             self._write_piecewise()
@@ -502,7 +542,7 @@ class Outbox:
             saved = (self._bytes, self.dropped)
             try:
                 with _transaction(self._db):
-                    self._insert(*self._spill[0][1])
+                    self._insert(self._spill[0].message)
             except sqlite3.Error as exc:
                 self._bytes, self.dropped = saved
                 if not self._spill_logged:
@@ -535,33 +575,41 @@ class Outbox:
 
     def _bound_spill(self) -> None:
         """Memory obeys the same bound and drop order as the disk."""
-        held = sum(len(m[1]) for _i, m in self._spill)
-        for kind in _DROP_ORDER:
-            for entry in [e for e in self._spill if e[1][4] is kind]:
+        held = sum(len(h.message.payload) for h in self._spill)
+        for storage in _DROP_ORDER:
+            for entry in [h for h in self._spill if _STORAGE[h.message.kind] is storage]:
                 if held <= self._max_bytes:
                     return
                 self._spill.remove(entry)
-                held -= len(entry[1][1])
+                held -= len(entry.message.payload)
                 self.dropped += 1
 
-    def _insert(
-        self, topic: str, data: bytes, qos: int, retain: bool, kind: Kind, event: dict[str, object] | None
-    ) -> None:
+    def _insert(self, message: Outgoing) -> None:
         """One message (inside the caller's transaction), its open-event mark and the bound."""
-        if event is not None:
-            self._mark(event, data)
-        if kind is Kind.STATE:
+        storage, data = _STORAGE[message.kind], message.payload
+        if message.event is not None:
+            self._mark(message.event, str(message.camera), data)
+        if storage is Storage.STATE:
             removed = self._db.execute(
                 "DELETE FROM outbox WHERE topic = ? AND kind = ? RETURNING LENGTH(payload)",
-                (topic, Kind.STATE.value),
+                (message.topic, Storage.STATE.value),
             ).fetchall()
             self._bytes -= sum(r[0] for r in removed)
         self._db.execute(
-            "INSERT INTO outbox (topic, payload, qos, retain, kind, created) VALUES (?,?,?,?,?,?)",
-            (topic, data, qos, int(retain), kind.value, time.time()),
+            "INSERT INTO outbox (topic, payload, qos, retain, kind, created, camera, content) VALUES (?,?,?,?,?,?,?,?)",
+            (
+                message.topic,
+                data,
+                message.qos,
+                int(message.retain),
+                storage.value,
+                time.time(),
+                message.camera,
+                message.kind.value,
+            ),
         )
         self._bytes += len(data)
-        if kind is Kind.REPLY:
+        if storage is Storage.REPLY:
             self._bound_replies()
         self._enforce_bound()
 
@@ -570,20 +618,20 @@ class Outbox:
         removed = self._db.execute(
             "DELETE FROM outbox WHERE kind = ? AND seq NOT IN "
             "(SELECT seq FROM outbox WHERE kind = ? ORDER BY seq DESC LIMIT ?) RETURNING LENGTH(payload)",
-            (Kind.REPLY.value, Kind.REPLY.value, MAX_REPLIES),
+            (Storage.REPLY.value, Storage.REPLY.value, MAX_REPLIES),
         ).fetchall()
         self._bytes -= sum(r[0] for r in removed)
         self.dropped += len(removed)
 
-    def _mark(self, event: dict[str, object], data: bytes) -> None:
-        if event["type"] == "end":
-            self._db.execute("DELETE FROM open_events WHERE event_id = ?", (event["id"],))
+    def _mark(self, event: EventMark, camera: str, data: bytes) -> None:
+        if event.ended:
+            self._db.execute("DELETE FROM open_events WHERE event_id = ?", (event.id,))
             return
         self._db.execute(
             "INSERT INTO open_events (event_id, camera, payload, last_seen) VALUES (?,?,?,?) "
             "ON CONFLICT(event_id) DO UPDATE SET payload = excluded.payload, "
             "last_seen = MAX(last_seen, excluded.last_seen)",
-            (event["id"], event["camera"], data, time.time()),
+            (event.id, camera, data, time.time()),
         )
 
     def _enforce_bound(self) -> None:
@@ -601,7 +649,7 @@ class Outbox:
 
     def _unannounce_stored(self, events_topic: str, event_id: str) -> None:
         """Stored messages of event `event_id` (and its open-event record) say `thumbnail: false`."""
-        kinds = (Kind.EVENT.value, Kind.UPDATE.value)
+        kinds = (Storage.EVENT.value, Storage.UPDATE.value)
         for seq, payload in self._db.execute(
             "SELECT seq, payload FROM outbox WHERE topic = ? AND kind IN (?, ?)", (events_topic, *kinds)
         ).fetchall():
@@ -624,12 +672,9 @@ class Outbox:
         try:
             disk = _connect(self._path)
             with _transaction(disk):
-                for row in self._db.execute(
-                    "SELECT topic, payload, qos, retain, kind, created FROM outbox ORDER BY seq"
-                ):
-                    disk.execute(
-                        "INSERT INTO outbox (topic, payload, qos, retain, kind, created) VALUES (?,?,?,?,?,?)", row
-                    )
+                columns = "topic, payload, qos, retain, kind, created, camera, content"
+                for row in self._db.execute(f"SELECT {columns} FROM outbox ORDER BY seq"):
+                    disk.execute(f"INSERT INTO outbox ({columns}) VALUES (?,?,?,?,?,?,?,?)", row)
                 for row in self._db.execute("SELECT event_id, camera, payload, last_seen FROM open_events"):
                     disk.execute("INSERT OR REPLACE INTO open_events VALUES (?,?,?,?)", row)
         except (sqlite3.Error, OSError):
@@ -644,17 +689,17 @@ class Outbox:
     def _peek(self, limit: int | None, after: int) -> list[Message]:
         """Stored rows first, then those held in memory (they are newer); None: all."""
         rows = self._db.execute(
-            "SELECT seq, topic, payload, qos, retain, kind FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, topic, payload, qos, retain, content, camera FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, -1 if limit is None else limit + len(self._acked)),
         ).fetchall()
-        found = [
-            Message(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), Kind(r[5])) for r in rows if r[0] not in self._acked
-        ][:limit]
-        for memory_id, (topic, data, qos, retain, kind, _event) in self._spill:
+        stored = [r for r in rows if r[0] not in self._acked][:limit]
+        found = [Message(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), Kind(r[5]), r[6]) for r in stored]
+        for held in self._spill:
             if limit is not None and len(found) >= limit:
                 break
-            if memory_id > after:
-                found.append(Message(memory_id, topic, data, qos, retain, kind))
+            if held.seq > after:
+                m = held.message
+                found.append(Message(held.seq, m.topic, m.payload, m.qos, m.retain, m.kind, m.camera))
         return found
 
     def _open_events(self) -> list[OpenEvent]:

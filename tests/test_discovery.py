@@ -22,6 +22,7 @@ from harness.broker import Mosquitto
 from harness.camsim import CameraSimulator
 from harness.daemon import DaemonProcess, write_config
 from harness.mqtt_capture import MqttCapture, Received
+from tests.consent import assert_consent_kept
 
 # Home Assistant's own pattern for discovery topics (homeassistant/components/mqtt/discovery.py).
 HA_TOPIC = re.compile(r"(?P<component>\w+)/(?:(?P<node_id>[a-zA-Z0-9_-]+)/)?(?P<object_id>[a-zA-Z0-9_-]+)/config")
@@ -49,7 +50,7 @@ def _config(box: str = "box-1", cameras: dict[str, dict[str, Any]] | None = None
 
 def _messages(config) -> dict[str, dict[str, Any]]:
     topics = Topics(config.mqtt.topic_prefix, config.box.id)
-    return {topic: json.loads(payload) for topic, payload in discovery_messages(config, topics)}
+    return {m.topic: json.loads(m.payload) for m in discovery_messages(config, topics)}
 
 
 def _resolve(template: str, payload: dict[str, Any]) -> Any:
@@ -278,6 +279,8 @@ def test_daemon_sends_discovery_retained_and_again_when_home_assistant_comes_onl
     ignored = [line for line in lines if line.get("event") == "command_ignored"]
     assert len(ignored) == 1 and ignored[0]["topic"] == "homeassistant/status", ignored  # "maybe"; "offline" is quiet
     assert "hidden" not in json.dumps([json.loads(m.payload) for m in _configs(capture) if m.payload])
+    # `still` was removed by the reload: it keeps its last share (events) for what it left behind.
+    assert_consent_kept(P, {"moving": "full", "still": "events", "hidden": "none"}, capture.snapshot())
 
 
 def test_no_discovery_unless_enabled(tmp_path: Path, broker: Mosquitto) -> None:

@@ -12,18 +12,21 @@ import numpy as np
 import pytest
 
 from edge.egress import Egress, is_image
+from edge.messages import Messages
 from edge.mosaic import TILE_H, mosaic_size, tile_rect
-from edge.outbox import Kind, Outbox
+from edge.outbox import Outbox
 from edge.topics import Topics
 from harness.broker import Mosquitto
 from harness.camsim import CameraSimulator
 from harness.daemon import DaemonProcess, run_cli, write_config
 from harness.mqtt_capture import MqttCapture, Received
+from tests.consent import ConsentScan, assert_consent_kept
 from tests.test_mosaic import flat_share
 
 P = "nvr/box-1"
 JPEG = cv2.imencode(".jpg", np.full((8, 8, 3), 200, np.uint8))[1].tobytes()
 T = Topics("nvr", "box-1")
+M = Messages(T)
 SHARES = {"gate": "none", "gate-1": "full", "lane": "events"}
 
 
@@ -41,14 +44,84 @@ class _Link:
 
 @pytest.fixture
 def egress(tmp_path: Path) -> Egress:
-    return Egress(T, Outbox(tmp_path / "outbox.sqlite"), _Link(), SHARES)
+    return Egress(Outbox(tmp_path / "outbox.sqlite"), _Link(), SHARES)
 
 
 def _event(camera: str, event_id: str | None = None) -> bytes:
     return json.dumps({"id": event_id or f"{camera}-1764345600123", "camera": camera, "type": "start"}).encode()
 
 
-ALLOWED = [
+def _start(camera: str) -> dict[str, object]:
+    return json.loads(_event(camera))
+
+
+# -- the egress: one lookup of (the camera's share, the message's kind) ------------------
+TYPED_ALLOWED = [
+    M.snapshot("gate-1", JPEG),
+    M.thumbnail("gate-1", "gate-1-1764345600123", JPEG),
+    M.motion("lane", True),
+    M.event(_start("lane")),
+    M.event(_start("gate-1")),
+    M.health({"checks": {"cameras": {"gate": "ok"}}}),
+    M.stats({"cameras": {"gate": {"state": "streaming"}}}),
+    M.mosaic(JPEG),
+    Messages.discovery("homeassistant/sensor/nvr-edge-box-1/lane_state/config", b"{}", "lane"),
+    Messages.discovery("homeassistant/sensor/nvr-edge-box-1/health/config", b"{}", None),
+]
+TYPED_REFUSED = [
+    M.snapshot("lane", JPEG),  # share events: never an image
+    M.thumbnail("lane", "lane-1764345600123", JPEG),
+    M.snapshot("gate", JPEG),
+    M.thumbnail("gate", "gate-1764345600123", JPEG),
+    M.thumbnail("nosuch", "nosuch-1764345600123", JPEG),  # unknown camera: no consent
+    M.motion("gate", False),  # share none: not even its motion
+    M.event(_start("gate")),
+    M.event(_start("nosuch")),
+    Messages.discovery("homeassistant/sensor/nvr-edge-box-1/gate_state/config", b"{}", "gate"),
+]
+
+
+@pytest.mark.parametrize("message", TYPED_ALLOWED, ids=lambda m: m.topic)
+def test_egress_lets_out_what_the_shares_allow(egress: Egress, message) -> None:
+    assert egress.refusal(message) is None
+
+
+@pytest.mark.parametrize("message", TYPED_REFUSED, ids=lambda m: m.topic)
+def test_egress_refuses_what_a_share_forbids(egress: Egress, message) -> None:
+    assert egress.refusal(message) is not None
+    assert egress.put(message) is False
+    assert asyncio.run(egress.publish_volatile(message)) is False
+    assert egress.refused == 2
+
+
+def test_a_camera_kind_without_a_camera_is_refused(egress: Egress) -> None:
+    from dataclasses import replace
+
+    assert egress.refusal(replace(M.snapshot("gate-1", JPEG), camera=None)) is not None
+
+
+def test_nothing_refused_reaches_the_outbox_and_withdrawn_consent_purges_it(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    egress = Egress(outbox, _Link(), {"gate-1": "full", "lane": "full"})
+    assert egress.put(M.thumbnail("lane", "lane-1764345600123", JPEG))
+    assert egress.put(M.snapshot("lane", JPEG))
+    assert egress.put(M.event(_start("lane")))
+    assert egress.put(M.snapshot("gate-1", JPEG))
+    assert outbox.pending == 4
+    # The installer changes lane to `events` while the broker is away: its images stay home.
+    egress.update({"lane": "events"})
+    assert egress.purge().result() == 2
+    assert sorted(m.topic for m in outbox.peek(10)) == sorted([T.events, T.snapshot("gate-1")])
+    # ... then to `none`: its event goes too; a camera no longer in the config keeps its last share.
+    egress.update({"lane": "none"})
+    assert egress.purge().result() == 1
+    egress.update({})
+    assert egress.share("lane") == "none" and egress.share("gate-1") == "full"
+    assert [m.topic for m in outbox.peek(10)] == [T.snapshot("gate-1")]
+
+
+# -- the test-side scan (tests/consent.py): what reached a broker, read from outside -------
+SCANNED_ALLOWED = [
     (T.snapshot("gate-1"), JPEG),
     (T.thumbnail("gate-1-1764345600123"), JPEG),
     (T.motion("lane"), b"ON"),
@@ -59,14 +132,15 @@ ALLOWED = [
     (T.mosaic, JPEG),
     (T.status, b"online"),
     ("homeassistant/sensor/nvr-edge-box-1/lane_state/config", b'{"name":"Back gate state","x":"cameras[\'lane\']"}'),
+    ("homeassistant/sensor/nvr-edge-box-1/gate_state/config", b""),  # deleting an entity discloses nothing
 ]
-REFUSED = [
-    (T.snapshot("lane"), JPEG),  # share events: never an image
+SCANNED_REFUSED = [
+    (T.snapshot("lane"), JPEG),
     (T.thumbnail("lane-1764345600123"), JPEG),
     (T.snapshot("gate"), JPEG),
     (T.thumbnail("gate-1764345600123"), JPEG),
-    (T.thumbnail("nosuch-1764345600123"), JPEG),  # unknown camera: no consent
-    (T.motion("gate"), b"OFF"),  # share none: not even its motion
+    (T.thumbnail("nosuch-1764345600123"), JPEG),
+    (T.motion("gate"), b"OFF"),
     (T.events, _event("gate")),
     (T.events, _event("nosuch")),
     (T.events, b"not json"),
@@ -79,37 +153,14 @@ REFUSED = [
 ]
 
 
-@pytest.mark.parametrize(("topic", "payload"), ALLOWED)
-def test_egress_lets_out_what_the_shares_allow(egress: Egress, topic: str, payload: bytes) -> None:
-    assert egress.refusal(topic, payload) is None
+@pytest.mark.parametrize(("topic", "payload"), SCANNED_ALLOWED)
+def test_the_scan_passes_what_the_shares_allow(topic: str, payload: bytes) -> None:
+    assert ConsentScan(P, SHARES).refusal(topic, payload) is None
 
 
-@pytest.mark.parametrize(("topic", "payload"), REFUSED)
-def test_egress_refuses_what_a_share_forbids(egress: Egress, topic: str, payload: bytes) -> None:
-    assert egress.refusal(topic, payload) is not None
-    assert egress.put(topic, payload, 1, False, Kind.STATE) is False
-    assert asyncio.run(egress.publish_volatile(topic, payload)) is False
-    assert egress.refused == 2
-
-
-def test_nothing_refused_reaches_the_outbox_and_withdrawn_consent_purges_it(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "outbox.sqlite")
-    egress = Egress(T, outbox, _Link(), {"gate-1": "full", "lane": "full"})
-    assert egress.put(T.thumbnail("lane-1764345600123"), JPEG, 1, False, Kind.THUMBNAIL)
-    assert egress.put(T.snapshot("lane"), JPEG, 1, True, Kind.STATE)
-    assert egress.put_event(T.events, json.loads(_event("lane")), Kind.EVENT)
-    assert egress.put(T.snapshot("gate-1"), JPEG, 1, True, Kind.STATE)
-    assert outbox.pending == 4
-    # The installer changes lane to `events` while the broker is away: its images stay home.
-    egress.update({"lane": "events"})
-    assert egress.purge().result() == 2
-    assert sorted(m.topic for m in outbox.peek(10)) == sorted([T.events, T.snapshot("gate-1")])
-    # ... then to `none`: its event goes too; a camera no longer in the config keeps its last share.
-    egress.update({"lane": "none"})
-    assert egress.purge().result() == 1
-    egress.update({})
-    assert egress.share("lane") == "none" and egress.share("gate-1") == "full"
-    assert [m.topic for m in outbox.peek(10)] == [T.snapshot("gate-1")]
+@pytest.mark.parametrize(("topic", "payload"), SCANNED_REFUSED)
+def test_the_scan_catches_what_a_share_forbids(topic: str, payload: bytes) -> None:
+    assert ConsentScan(P, SHARES).refusal(topic, payload) is not None
 
 
 def test_is_image_knows_the_formats_by_their_bytes() -> None:
@@ -172,6 +223,7 @@ def test_a_run_lets_out_nothing_a_share_forbids(tmp_path: Path, broker: Mosquitt
         finally:
             assert daemon.stop() == 0, daemon.log_text()[-3000:]
     messages = capture.snapshot()
+    assert_consent_kept(P, {"open": "full", "lane": "events", "hidden": "none"}, messages)
     topics = {m.topic for m in messages}
     assert {f"{P}/stats", f"{P}/health", f"{P}/mosaic"} <= topics
     assert any(t.startswith("homeassistant/") for t in topics)

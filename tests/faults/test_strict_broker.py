@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 
 from edge.config import MqttConfig
+from edge.messages import Kind, Messages, Outgoing
 from edge.mqtt import MqttLink
-from edge.outbox import Kind, Outbox
+from edge.outbox import Outbox
 from edge.topics import Topics
 from harness.broker import Mosquitto
 from harness.camsim import CameraSimulator
@@ -152,9 +153,11 @@ def test_mqtt5_puback_reason_149_drops_that_message_only(tmp_path: Path) -> None
     topics = Topics("nvr", "box-1")
     outbox = Outbox(tmp_path / "outbox.sqlite")
     event = {"id": "cam-0-1764345600123", "type": "start", "camera": "cam-0", "start_time": 1.0, "thumbnail": True}
-    outbox.put(topics.thumbnail(str(event["id"])), _jpeg(60_000), 1, False, Kind.THUMBNAIL)
-    outbox.put(topics.snapshot("cam-0"), b"\x89PNG" + b"\x00" * 30_000, 1, True, Kind.STATE)  # not a JPEG: dropped
-    outbox.put_event(topics.events, event, Kind.EVENT)
+    messages = Messages(topics)
+    outbox.put(messages.thumbnail("cam-0", str(event["id"]), _jpeg(60_000)))
+    png = b"\x89PNG" + b"\x00" * 30_000  # not a JPEG: dropped
+    outbox.put(Outgoing(Kind.SNAPSHOT, topics.snapshot("cam-0"), png, "cam-0", retain=True))
+    outbox.put(messages.event(event))
     capture = MqttCapture(broker.host, broker.port, ("nvr/box-1/#",)).start()
 
     async def run() -> MqttLink:
