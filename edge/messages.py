@@ -41,7 +41,9 @@ class EventMark:
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One message on its way out. `camera` None: about the box, not one camera."""
+    """One message on its way out. `camera` None: about the box, not one camera.
+
+    Immutable: made on the event loop, read by the outbox's writer thread (which runs `on_stored`)."""
 
     kind: Kind
     topic: str

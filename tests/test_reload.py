@@ -1,4 +1,5 @@
-"""SIGHUP: a new configuration file is applied to the cameras it concerns and no others."""
+"""SIGHUP: a new configuration file is applied to the cameras it concerns and no others
+(the reload itself, an invalid file included, is also tested in-process: tests/test_services.py)."""
 
 from __future__ import annotations
 
@@ -107,16 +108,6 @@ def test_sighup_adds_and_removes_cameras_while_another_keeps_its_rate(
         streaming = [line["camera"] for line in daemon.logs() if line.get("event") == "camera_streaming"]
         assert streaming.count("keep") == 1, streaming  # never reconnected
 
-        # An invalid file changes nothing and says why, one line per problem.
-        (tmp_path / "edge.yaml").write_text(path.read_text().replace("cameras:", "cameras: 5\nbogus:"))
-        bad = time.time()
-        daemon.proc.send_signal(signal.SIGHUP)
-        daemon.wait_log("reload_rejected", timeout=10)
-        time.sleep(2.5)
-        still = _stats_after(capture, bad + 1, lambda s: True, timeout=10)
-        assert set(still["cameras"]) == {"keep", "new"}
-        assert all(c["state"] == "streaming" for c in still["cameras"].values())
-        rejected = [line for line in daemon.logs() if line.get("event") == "reload_rejected"]
-        assert len(rejected) >= 1 and all(line["problem"] for line in rejected)
+        # An invalid file changing nothing: tests/test_services.py, on a daemon built in-process.
         assert len([line for line in daemon.logs() if line.get("event") == "reloaded"]) == 1
         assert daemon.alive

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from edge.app import _parse_health_request
 from edge.backoff import Backoff
+from edge.commands import parse_health_request
 from edge.health import RateMeter, health
 from edge.status import CameraState, CameraStatus
 from edge.topics import Topics
@@ -50,7 +50,7 @@ def test_health_status_rules() -> None:
     [(b"", None), (b"  ", None), (b'{"id": "abc"}', "abc"), (b"{}", None), (b'{"id": null}', None)],
 )
 def test_health_request_accepted(payload: bytes, expected: str | None) -> None:
-    assert _parse_health_request(payload) == expected
+    assert parse_health_request(payload) == expected
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ def test_health_request_accepted(payload: bytes, expected: str | None) -> None:
 )
 def test_health_request_rejected(payload: bytes) -> None:
     with pytest.raises(ValueError):
-        _parse_health_request(payload)
+        parse_health_request(payload)
 
 
 def test_rate_meter_survives_a_camera_restarted_by_a_reload() -> None:
