@@ -119,7 +119,9 @@ def encode_luma(
             cap = f"{kbps}k"
             options |= {"b": cap, "minrate": cap, "maxrate": cap, "bufsize": cap}
         stream.options = options
-        stream.codec_context.thread_count = 2
+        # One encoder thread: x264 with several gives a different stream every run, and the
+        # idle evaluation must score the same packets every time it is run.
+        stream.codec_context.thread_count = 1
         planes = np.full((h * 3 // 2, w), 128, np.uint8)
         for k, luma in enumerate(frames):
             if grain:
