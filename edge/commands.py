@@ -17,7 +17,7 @@ from edge.discovery import OFFLINE, ONLINE, discovery_messages, status_topic
 from edge.logs import get_logger
 from edge.messages import Messages, Outgoing
 from edge.mqtt import MAX_COMMAND_BYTES
-from edge.ratelog import COMMAND_BURST, RateLimitedLog
+from edge.ratelog import COMMAND_BURST, INTERVAL_S, RateLimitedLog
 from edge.topics import Topics
 
 MAX_REQUEST_ID_CHARS = 200
@@ -39,9 +39,11 @@ class Commands:
         send: _Send,
         answer_health: Callable[[str | None], None],
         set_detect: Callable[[str, bool, str], None],
+        log_interval_s: float = INTERVAL_S,
     ) -> None:
         """`answer_health(request id)` publishes health; `set_detect(camera, on, topic)`
-        raises ValueError for a camera that has no running worker."""
+        raises ValueError for a camera that has no running worker; `log_interval_s`: the
+        rate limit's window for bad-command lines."""
         self._config = config
         self._topics = topics
         self._send = send
@@ -52,7 +54,7 @@ class Commands:
         self.ha_status = status_topic(ha) if ha.discovery else None
         self._discovery_sent: set[str] = set()
         self._log = get_logger(component="commands", box=config().box.id)
-        self._command_log = RateLimitedLog(self._log, burst=COMMAND_BURST)
+        self._command_log = RateLimitedLog(self._log, burst=COMMAND_BURST, interval_s=log_interval_s)
 
     @property
     def subscriptions(self) -> tuple[str, ...]:

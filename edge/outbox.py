@@ -15,6 +15,9 @@ coalesced (only the newest per topic is kept); `start` and `end` events are neve
 dropped (SPEC 3.1). Answers to health requests are not coalesced (each request with an
 id gets its own answer) but only the newest MAX_REPLIES wait; they give way first.
 
+Each row keeps the camera it is about and its kind (edge/messages.py), so a purge after
+consent was withdrawn decides by the same lookup as the egress.
+
 A message the broker refuses (too large for it) is given up with `refuse()`, so it
 never blocks the ones behind it; a refused thumbnail's event, if still queued, then
 says `thumbnail: false` (SPEC 3.1: whether the thumbnail was published).

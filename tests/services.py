@@ -47,7 +47,7 @@ class Box:
     commands: Commands
 
 
-def build_box(config: Config, monotonic: Callable[[], float] = time.monotonic) -> Box:
+def build_box(config: Config, monotonic: Callable[[], float] = time.monotonic, log_interval_s: float = 30.0) -> Box:
     topics = Topics("nvr", config.box.id)
     recordings = Recordings(config)
     outbox = Outbox(config.box.data_dir / "outbox.sqlite")
@@ -56,7 +56,9 @@ def build_box(config: Config, monotonic: Callable[[], float] = time.monotonic) -
     publisher = Publisher(config, Messages(topics), Egress(outbox, link, shares_of(config.cameras)), outbox, recordings)
     cameras = Cameras(lambda: config, recordings, publisher.sink)
     reporter = Reporter(lambda: config, cameras, recordings, outbox, link, publisher, monotonic=monotonic)
-    box["commands"] = Commands(lambda: config, topics, publisher.send, reporter.publish_health, cameras.set_detect)
+    box["commands"] = Commands(
+        lambda: config, topics, publisher.send, reporter.publish_health, cameras.set_detect, log_interval_s
+    )
     return Box(outbox, link, publisher, cameras, reporter, box["commands"])
 
 
@@ -67,10 +69,12 @@ async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def serving(box: Box, body: Callable[[], Awaitable[None]]) -> None:
-    """Run the link and the publisher around `body`; stop the box cleanly after it."""
+async def serving(box: Box, body: Callable[[], Awaitable[None]], reports: bool = False) -> None:
+    """Run the link and the publisher (`reports`: the status service too) around `body`;
+    stop the box cleanly after it."""
     box.publisher.bind(asyncio.get_running_loop())
-    tasks = [asyncio.create_task(box.link.run()), asyncio.create_task(box.publisher.run())]
+    services = [box.link.run(), box.publisher.run(), *([box.reporter.run()] if reports else [])]
+    tasks = [asyncio.create_task(service) for service in services]
     try:
         await asyncio.wait_for(box.link.connected.wait(), 10)
         await body()

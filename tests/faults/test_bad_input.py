@@ -61,7 +61,7 @@ NOT_COMMANDS = [
 ]
 
 
-def test_bad_commands_are_each_one_log_line_and_the_box_keepsserving(tmp_path: Path, broker: Mosquitto) -> None:
+def test_bad_commands_are_each_one_log_line_and_the_box_keeps_serving(tmp_path: Path, broker: Mosquitto) -> None:
     """Whatever a client publishes on the command topics is ignored with exactly one log
     line, never logged itself; valid commands still act, the connection never drops."""
     bad = [(HEALTH, p) for p in BAD_HEALTH_REQUESTS.values()]
