@@ -20,6 +20,7 @@ import errno
 import hashlib
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -207,7 +208,13 @@ class RecorderStats:
 
 
 class SegmentRecorder:
-    """One per camera, used from that camera's recording thread only."""
+    """One per camera.
+
+    Owner: the thread that records the camera (its camera or record worker): it alone
+    calls `begin` and `write`. `close` may also come from the loop's helper thread when
+    a worker did not stop in time (shutdown, reload), so `begin`, `write` and `close`
+    hold `_lock`. Any thread may read `current`, `open_bytes()` and `stats` (single
+    attribute reads and counters)."""
 
     def __init__(
         self,
@@ -238,11 +245,16 @@ class SegmentRecorder:
         self._next_start: float | None = None  # chained start of the next segment
         self._unindexed: list[tuple[str, float, float, int, str | None]] = []  # finished, index write failed
         self.stats = RecorderStats()
+        self._lock = threading.RLock()  # begin/write/close: the owner, or a late close from outside
 
     # -- stream lifecycle ----------------------------------------------------------
     def begin(self, video: av.VideoStream, audio: av.AudioStream | None) -> None:
         """A (re)opened input: new templates, new time anchor."""
-        self.close()
+        with self._lock:
+            self._begin(video, audio)
+
+    def _begin(self, video: av.VideoStream, audio: av.AudioStream | None) -> None:
+        self._close()
         self._video = video
         self._template_params = parameter_sets(video.codec_context.extradata or b"", video.codec_context.name)
         self._audio = None
@@ -271,6 +283,10 @@ class SegmentRecorder:
     # -- packets -------------------------------------------------------------------
     def write(self, packet: av.Packet) -> None:
         """Mux one demuxed packet (video or audio) into the current segment."""
+        with self._lock:
+            self._write(packet)
+
+    def _write(self, packet: av.Packet) -> None:
         if self._video is None or packet.dts is None or not self._ready():
             return
         if packet.stream is not self._video:
@@ -287,15 +303,15 @@ class SegmentRecorder:
             step = (packet.dts - seg.last_dts) * tb
             if step < 0 or step > MAX_GAP_S:
                 self._log.info("timestamp_discontinuity", jump_s=round(step, 3))
-                self.close()
+                self._close()
                 self._next_start = None
                 seg = None
             elif params and params != seg.params:
-                self.close()  # the time line goes on: only the track's format changes
+                self._close()  # the time line goes on: only the track's format changes
                 seg = None
                 changed = True
             elif packet.is_keyframe and (packet.dts - seg.first_dts) * tb >= self._segment_seconds:
-                self.close()
+                self._close()
                 seg = None
         if seg is None:
             if not packet.is_keyframe:
@@ -377,6 +393,10 @@ class SegmentRecorder:
 
     def close(self) -> None:
         """Finish the open segment: close, fsync file and directory, then index it."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         seg, self._open = self._open, None
         if seg is None:
             return
@@ -436,4 +456,4 @@ class SegmentRecorder:
             self._on_disk_full()
         self._on_error(exc)
         if not closing and self._open is not None:
-            self.close()
+            self._close()

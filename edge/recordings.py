@@ -128,7 +128,11 @@ class _PendingLink:
 
 @dataclass
 class Recordings:
-    """Owns the index and retention; hands each camera worker its recorder."""
+    """Owns the index and retention; hands each camera worker its recorder.
+
+    Owner: the event loop (and its helper threads, one call at a time). `recorders` is
+    replaced, never changed in place (copy on write), so the retention thread, which
+    sums the open segments' bytes, always iterates a whole dict."""
 
     config: Config
     recorders: dict[str, SegmentRecorder] = field(default_factory=dict)
@@ -202,7 +206,7 @@ class Recordings:
             ready=self._ready.is_set,
             max_size=self._max_size(camera),
         )
-        self.recorders[camera] = recorder
+        self.recorders = {**self.recorders, camera: recorder}
         return recorder
 
     def _max_size(self, camera: str) -> tuple[int, int]:
@@ -213,7 +217,8 @@ class Recordings:
 
     def retire(self, camera: str) -> None:
         """A camera was removed or reconfigured (reload): close and forget its recorder."""
-        recorder = self.recorders.pop(camera, None)
+        recorder = self.recorders.get(camera)
+        self.recorders = {cam: rec for cam, rec in self.recorders.items() if cam != camera}
         if recorder is not None:
             recorder.close()
 
