@@ -37,6 +37,11 @@ def _file_sha256(path: Path) -> str:
 
 
 class Retention:
+    """Deletes the oldest footage to keep within budget.
+
+    Owner: its own thread (the `retention` thread), which alone deletes. Recorder threads
+    and the loop only call `wake` and `disk_full` (events); any thread may read the counters."""
+
     def __init__(
         self,
         recordings_dir: Path,
