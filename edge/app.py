@@ -18,7 +18,7 @@ from typing import Any
 from edge.api import FootageApi
 from edge.cameras import Cameras
 from edge.commands import Commands
-from edge.config import Config, ConfigError, read_token_file
+from edge.config import Config, read_token_file
 from edge.discovery import status_topic
 from edge.egress import Egress, shares_of
 from edge.logs import get_logger
@@ -28,7 +28,7 @@ from edge.notify import Notifier
 from edge.outbox import Outbox
 from edge.publisher import Publisher
 from edge.recordings import Recordings
-from edge.reload import plan_reload
+from edge.reloader import Reloader
 from edge.reporter import Reporter
 from edge.topics import Topics
 from edge.watchdog import LoopMonitor, Watchdog, heartbeat_probe
@@ -42,13 +42,12 @@ LOOP_MAX_LAG_S = 10.0  # a loop blocked longer breaks the 10 s stop promise: wit
 
 
 class Daemon:
-    """One box: its services, wired together; SIGTERM stops it, SIGHUP reloads it."""
+    """One box: its services, wired together; SIGTERM stops it, SIGHUP reloads it (edge/reloader.py)."""
 
     def __init__(self, config: Config, reload: Callable[[], Config] | None = None) -> None:
         """`reload` reads the configuration file again (SIGHUP); it raises ConfigError."""
         self.config = config
-        self._reload_source, self._reload_lock, self._reloads = reload, asyncio.Lock(), set[asyncio.Task[None]]()
-        self._stop = asyncio.Event()
+        self._stop, self._reloads = asyncio.Event(), set[asyncio.Task[None]]()
         self._log = get_logger(box=config.box.id)
         config.box.data_dir.mkdir(parents=True, exist_ok=True)
         current, topics = (lambda: self.config), Topics(config.mqtt.topic_prefix, config.box.id)
@@ -66,11 +65,12 @@ class Daemon:
         )
         egress = Egress(self.outbox, self.link, shares_of(config.cameras))
         self.publisher = Publisher(config, Messages(topics), egress, self.outbox, self.recordings)
-        self.cameras = Cameras(current, self.recordings, self.publisher.sink)
+        self.cameras = Cameras(current, self.recordings, self.publisher.sink, on_restart=self.publisher.motion_off)
         self.reporter = Reporter(current, self.cameras, self.recordings, self.outbox, self.link, self.publisher)
         self.commands = Commands(
             current, topics, self.publisher.send, self.reporter.publish_health, self.cameras.set_detect
         )
+        self.reloader = Reloader(reload, current, self._adopt, self.cameras, self.commands)
         self.api = _footage_api(config, current, self._log)
         self.web = _screen(config, current, self.cameras, self.publisher, self.reporter, self.api)
         if (web := self.web) is not None:
@@ -94,7 +94,7 @@ class Daemon:
         swept = await asyncio.to_thread(self.recordings.start)
         await self.publisher.recover()  # before any camera starts: old ends go first
         for cam_id in self.config.cameras:
-            self._start_camera(cam_id)
+            self.cameras.start(cam_id)
         self.commands.send_discovery("startup")
         self._log.info("daemon_started", cameras=len(self.cameras.workers), outbox_pending=self.outbox.pending, **swept)
         async with asyncio.TaskGroup() as group:
@@ -134,44 +134,15 @@ class Daemon:
         if self.api is not None:
             await self.api.close()
 
-    def _start_camera(self, cam_id: str) -> None:
-        self.cameras.start(cam_id)
-        if cam_id in self.cameras.workers:
-            self.publisher.motion_off(cam_id)  # a crash may have left ON retained
-
     def _on_sighup(self) -> None:
-        task = asyncio.get_running_loop().create_task(self.reload(), name="reload")
+        task = asyncio.get_running_loop().create_task(self.reloader.reload(), name="reload")
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
 
-    async def reload(self) -> None:
-        """SIGHUP: read the file again and apply what changed to the cameras concerned only.
-
-        An invalid file changes nothing: one log line per problem, the running config stays."""
-        if self._reload_source is None:
-            self._log.warning("reload_ignored", reason="no configuration file to read")
-            return
-        async with self._reload_lock:
-            try:
-                loaded = await asyncio.to_thread(self._reload_source)
-            except ConfigError as exc:
-                for problem in exc.problems:
-                    self._log.error("reload_rejected", problem=problem)
-                return
-            plan = plan_reload(self.config, loaded)
-            if plan.needs_restart:
-                self._log.warning("reload_needs_restart", sections=list(plan.needs_restart))
-            for cam_id in plan.stop:
-                await self.cameras.stop(cam_id, "reconfigured")
-                self.publisher.motion_off(cam_id)
-            self.config = plan.config
-            self.publisher.reconfigure(self.config)
-            self.cameras.list_disabled()
-            for cam_id in plan.start:
-                self._start_camera(cam_id)
-            self.commands.send_discovery("reloaded")
-            started, stopped = list(plan.start), list(plan.stop)
-            self._log.info("reloaded", stopped=stopped, started=started, cameras=len(self.cameras.workers))
+    def _adopt(self, config: Config) -> None:
+        """A reload's config becomes the running one (edge/reloader.py)."""
+        self.config = config
+        self.publisher.reconfigure(config)
 
 
 async def _logged(service: Coroutine[Any, Any, None], name: str, log: Any) -> None:

@@ -30,12 +30,16 @@ class Cameras:
         config: Callable[[], Config],
         recordings: Recordings,
         sink: Callable[[CameraOutput], None],
+        on_restart: Callable[[str], None] = lambda _camera: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """`config` returns the running configuration (a reload replaces it)."""
+        """`config` returns the running configuration (a reload replaces it); `on_restart`
+        is called with a camera id when its worker has started or stopped (its retained
+        motion state must say OFF: a crash or its last event may have left ON)."""
         self._config = config
         self._recordings = recordings
         self._sink = sink
+        self._on_restart = on_restart
         self._clock = clock
         self.workers: dict[str, CameraWorker] = {}
         self.record_workers: dict[str, RecordWorker] = {}
@@ -66,6 +70,7 @@ class Cameras:
         for stream_worker in (*started, worker):
             self.heartbeats[stream_worker.name] = _heartbeat_of(stream_worker.status)
             stream_worker.start()
+        self._on_restart(cam_id)
 
     async def stop(self, cam_id: str, reason: str) -> None:
         """Stop one camera's worker(s): its open event ends with `reason`, its segment is closed."""
@@ -80,6 +85,7 @@ class Cameras:
                 stream_worker.close_events(reason)
         await asyncio.to_thread(self._recordings.retire, cam_id)
         self.statuses.pop(cam_id, None)
+        self._on_restart(cam_id)
 
     def list_disabled(self) -> None:
         """After a reload: statuses of removed cameras go, disabled ones say so."""

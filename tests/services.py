@@ -54,7 +54,7 @@ def build_box(config: Config, monotonic: Callable[[], float] = time.monotonic, l
     box: dict[str, Any] = {}
     link = MqttLink(config.mqtt, "in-process", topics, outbox, lambda t, p: box["commands"].handle(t, p), lambda: None)
     publisher = Publisher(config, Messages(topics), Egress(outbox, link, shares_of(config.cameras)), outbox, recordings)
-    cameras = Cameras(lambda: config, recordings, publisher.sink)
+    cameras = Cameras(lambda: config, recordings, publisher.sink, on_restart=publisher.motion_off)
     reporter = Reporter(lambda: config, cameras, recordings, outbox, link, publisher, monotonic=monotonic)
     box["commands"] = Commands(
         lambda: config, topics, publisher.send, reporter.publish_health, cameras.set_detect, log_interval_s

@@ -36,7 +36,8 @@ def test_health_says_starting_then_failed_on_the_injected_clock(tmp_path: Path, 
 def test_reload_starts_and_stops_only_what_changed_and_an_invalid_file_changes_nothing(
     tmp_path: Path, broker: Mosquitto
 ) -> None:
-    """The reload a SIGHUP runs, on a daemon built in-process (tests/test_reload.py sends the signal)."""
+    """The reload a SIGHUP runs (edge/reloader.py), on a daemon built in-process
+    (tests/test_reload.py sends the signal to a daemon process)."""
     sources: list[Config | ConfigError] = []
 
     def source() -> Config:
@@ -50,14 +51,14 @@ def test_reload_starts_and_stops_only_what_changed_and_an_invalid_file_changes_n
 
         async def body() -> None:
             for cam in daemon.config.cameras:
-                daemon._start_camera(cam)
+                daemon.cameras.start(cam)
             keep = daemon.cameras.workers["keep"]
             sources.append(box_config(tmp_path, broker.port, {"keep": NOWHERE, "new": NOWHERE}))
-            await daemon.reload()
+            await daemon.reloader.reload()
             assert set(daemon.cameras.workers) == {"keep", "new"} and daemon.cameras.workers["keep"] is keep
             assert set(daemon.cameras.statuses) == {"keep", "new"}
             sources.append(ConfigError(["cameras: must be a mapping (line 1)", "bogus: unknown key (line 2)"]))
-            await daemon.reload()
+            await daemon.reloader.reload()
             assert set(daemon.cameras.workers) == {"keep", "new"}
             await until(lambda: [m.text for m in capture.on_topic(f"{P}/cameras/old/motion")][-1:] == ["OFF"])
 
