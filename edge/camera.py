@@ -21,7 +21,7 @@ from edge.idle import Action
 from edge.limits import FormatGuard, SizeLimit
 from edge.logs import get_logger
 from edge.mosaic import Frame, TileGrabber
-from edge.pipeline import CameraOutput, EventOutput, FramePipeline, Moment, MotionOutput
+from edge.pipeline import CameraOutput, FramePipeline, Moment
 from edge.recorder import SegmentRecorder
 from edge.redact import redact_url
 from edge.source import (
@@ -30,26 +30,10 @@ from edge.source import (
     SourceError,
     SourceOptions,
     demux_packets,
-    luma_view,
     open_stream,
     select_streams,
 )
 from edge.status import CameraState, CameraStatus
-
-# Re-exported: edge.app, the evaluation's clip loader and tests import these from here.
-__all__ = [
-    "CameraOutput",
-    "CameraState",
-    "CameraStatus",
-    "CameraWorker",
-    "EventOutput",
-    "MotionOutput",
-    "RecordWorker",
-    "Sink",
-    "StreamWorker",
-    "luma_view",
-    "name_os_thread",
-]
 
 Sink = Callable[[CameraOutput], None]
 

@@ -11,10 +11,12 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 
-from edge.camera import CameraOutput, CameraState, CameraStatus, CameraWorker, RecordWorker, StreamWorker
+from edge.camera import CameraWorker, RecordWorker, StreamWorker
 from edge.config import Config
 from edge.mosaic import Frame
+from edge.pipeline import CameraOutput
 from edge.recordings import Recordings
+from edge.status import CameraState, CameraStatus
 
 JOIN_S = 3.0  # a worker's longest wait is one RTSP read: a stop joins it this long
 

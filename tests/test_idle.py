@@ -15,7 +15,7 @@ import pytest
 
 from edge.backlog import Backlog
 from edge.bitstream import h264_slice_kind
-from edge.camera import CameraWorker, luma_view
+from edge.camera import CameraWorker
 from edge.config import CameraConfig, EventConfig, MotionConfig
 from edge.evaluation.stream import encode_luma, evaluate_stream, played_twice
 from edge.health import camera_stats
@@ -31,7 +31,7 @@ from edge.idle import (
     SizeTrust,
 )
 from edge.motion import MotionDetector
-from edge.source import CATCH_UP_S, IdleDecoder, select_streams
+from edge.source import CATCH_UP_S, IdleDecoder, luma_view, select_streams
 from harness.clips import ensure_clips
 
 GOP = 10

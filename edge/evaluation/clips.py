@@ -18,8 +18,7 @@ from typing import Any
 import av
 import numpy as np
 
-from edge.camera import luma_view
-from edge.source import decode, select_streams
+from edge.source import decode, luma_view, select_streams
 
 Polygon = list[tuple[float, float]]  # points (x, y) in 0..1 frame fractions, as config zones
 
