@@ -28,11 +28,13 @@ import contextlib
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from edge.transactions import transaction
 
 SCHEMA_VERSION = 2  # 2: segments.sha256
 MAX_BATCH = 256  # writes committed together
@@ -84,24 +86,10 @@ class _Write:
 def migrate(db: sqlite3.Connection) -> None:
     """Bring an index made by an older nvr-edge up to SCHEMA_VERSION (in place, one transaction)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(segments)")}
-    with _transaction(db):
+    with transaction(db):
         if "sha256" not in columns:
             db.execute("ALTER TABLE segments ADD COLUMN sha256 TEXT")
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE .. COMMIT on an autocommit connection: all or nothing."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-        raise
 
 
 def _connect_writer(path: Path) -> sqlite3.Connection:
@@ -198,7 +186,7 @@ class RecordingIndex:
         """The batch in one transaction; if that fails, each write alone, so each caller gets
         its own answer (a full disk may take a link but not a new row)."""
         try:
-            with _transaction(db):
+            with transaction(db):
                 outcomes = [write.fn(db) for write in batch]
         except Exception:  # noqa: BLE001 - sorted out one write at a time below
             for write in batch:
@@ -214,7 +202,7 @@ class RecordingIndex:
 
     def _commit_one(self, db: sqlite3.Connection, write: _Write) -> None:
         try:
-            with _transaction(db):
+            with transaction(db):
                 result, delta = write.fn(db)
         except Exception as exc:  # noqa: BLE001 - the caller's to handle (sqlite3.Error: the disk)
             write.future.set_exception(exc)

@@ -45,7 +45,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -54,6 +54,7 @@ from typing import Any
 
 from edge.logs import get_logger
 from edge.messages import EventMark, Kind, Outgoing
+from edge.transactions import transaction
 
 
 class Storage(StrEnum):
@@ -165,7 +166,7 @@ def _label_legacy_rows(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
     if "content" in columns:
         return
-    with _transaction(db):
+    with transaction(db):
         db.execute("ALTER TABLE outbox ADD COLUMN camera TEXT")
         db.execute("ALTER TABLE outbox ADD COLUMN content TEXT")
         for seq, topic, payload, kind in db.execute("SELECT seq, topic, payload, kind FROM outbox").fetchall():
@@ -230,20 +231,6 @@ class _Figures:
     pending_bytes: int = 0
     dropped: int = 0
     applied: int = 0  # puts taken from the queue so far
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE .. COMMIT: the statements inside are written together or not at all."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-        raise
 
 
 def _refuse_on_loop(what: str) -> None:
@@ -495,7 +482,7 @@ class Outbox:
             return
         saved = (self._bytes, self.dropped)
         try:
-            with _transaction(self._db):
+            with transaction(self._db):
                 self._delete_acked()
                 for events_topic, event_id in self._unannounce:
                     self._unannounce_stored(events_topic, event_id)
@@ -517,7 +504,7 @@ class Outbox:
 
     def _write_piecewise(self) -> None:
         try:
-            with _transaction(self._db):
+            with transaction(self._db):
                 self._delete_acked()
             self._acked.clear()
             self._ack_logged = False
@@ -527,13 +514,13 @@ class Outbox:
                 self._ack_logged = True
         for events_topic, event_id in self._unannounce:
             try:
-                with _transaction(self._db):
+                with transaction(self._db):
                     self._unannounce_stored(events_topic, event_id)
             except sqlite3.Error as exc:
                 self._log.warning("outbox_unannounce_failed", event_id=event_id[:100], error=str(exc))
         self._unannounce.clear()
         with contextlib.suppress(sqlite3.Error):  # the disk is already reported by whichever write failed first
-            with _transaction(self._db):
+            with transaction(self._db):
                 self._write_touches()
         self._touches.clear()
         self._flush_spill()
@@ -544,7 +531,7 @@ class Outbox:
         while self._spill:
             saved = (self._bytes, self.dropped)
             try:
-                with _transaction(self._db):
+                with transaction(self._db):
                     self._insert(self._spill[0].message)
             except sqlite3.Error as exc:
                 self._bytes, self.dropped = saved
@@ -674,7 +661,7 @@ class Outbox:
         self._retry_at = time.monotonic() + REOPEN_EVERY_S
         try:
             disk = _connect(self._path)
-            with _transaction(disk):
+            with transaction(disk):
                 columns = "topic, payload, qos, retain, kind, created, camera, content"
                 for row in self._db.execute(f"SELECT {columns} FROM outbox ORDER BY seq"):
                     disk.execute(f"INSERT INTO outbox ({columns}) VALUES (?,?,?,?,?,?,?,?)", row)

@@ -63,7 +63,7 @@ def index_rows(data: Path) -> list[tuple[str, float, float, int]]:
 def test_ring_buffer_keeps_budget_contiguity_and_event_footage(
     tmp_path: Path, broker: Mosquitto, cameras: CameraSimulator
 ) -> None:
-    budget = 4_000_000
+    budget = 2_000_000  # reached after ~20 s at the clips' ~450 kbit/s, two cameras
     segment_s = 5.0
     data = tmp_path / "data"
     config = write_config(
@@ -81,7 +81,7 @@ def test_ring_buffer_keeps_budget_contiguity_and_event_footage(
     with MqttCapture(broker.host, broker.port, (f"{P}/#",)) as capture:
         daemon = DaemonProcess(config).start()
         try:
-            deadline = time.monotonic() + 190  # over 3 minutes of recording
+            deadline = time.monotonic() + 70  # ~50 s of the ring buffer turning over at its budget
             while time.monotonic() < deadline:
                 samples.append(disk_usage(data / "recordings"))
                 time.sleep(1.0)
@@ -96,13 +96,14 @@ def test_ring_buffer_keeps_budget_contiguity_and_event_footage(
 
     for camera in ("moving", "still"):
         mine = sorted((s for s in segments if s["path"].startswith(camera + "/")), key=lambda s: s["start"])
-        assert sum(s["end"] - s["start"] for s in mine) > 170
+        assert sum(s["end"] - s["start"] for s in mine) > 55
         for before, after in zip(mine, mine[1:], strict=False):
             assert abs(after["start"] - before["end"]) <= GOP_S, (before, after)
         for seg in mine[1:-1]:
             assert abs((seg["end"] - seg["start"]) - segment_s) <= GOP_S, seg
 
     rows = index_rows(data)
+    assert len(rows) < len(segments) - 4, "the ring did not turn: retention deleted nothing"
     assert rows and sorted(r[0] for r in rows) == sorted(
         p.relative_to(data / "recordings").as_posix() for p in (data / "recordings").rglob("*.mp4")
     )
