@@ -9,9 +9,9 @@ scene's usual size for its class (P or B, and its position after the keyframe) i
 look. A keyframe is decoded and analysed anyway every KEYFRAME_EVERY_S (every GOP on
 cameras with long GOPs), which keeps the detector's background current and catches
 slow or small changes the sizes miss. Not every keyframe: on a still view a keyframe
-costs as much to decode as the rest of its GOP together (640x360: 1.4 ms against
-0.19 ms per P-frame), so analysing each one would leave idle mode at half the cost of
-full decoding; a skipped keyframe is held like the packets after it. Waking is cheap
+costs about as much to decode as the rest of its GOP together (docs/PERFORMANCE.md
+"Idle mode"), so analysing each one would leave idle mode at half the cost of full
+decoding; a skipped keyframe is held like the packets after it. Waking is cheap
 and often wrong (a gust, a cloud); sleeping through a person is not: every threshold
 here leans towards waking.
 
@@ -53,7 +53,7 @@ MIN_SAMPLES = 16  # still-scene sizes of a class needed before judging that clas
 MIN_SAMPLES_FIRST = 4  # ...of an early position after the keyframe (one per GOP: learnt slowly)
 REST = 4  # positions 1-3 after a keyframe are classes of their own; 4 and later share one
 WINDOW = 128  # still-scene sizes kept per kind
-# A class's threshold (two medians over WINDOW sizes, ~50 us) is recomputed after this
+# A class's threshold (two medians over WINDOW sizes) is recomputed after this
 # many newly learnt sizes, not after every packet: an idle camera learns from each one.
 REFRESH_EVERY = 16
 KEYFRAME_EVERY_S = 6.0  # while idle, a keyframe is analysed when the last analysed one is this old
