@@ -139,6 +139,7 @@ class MotionDetector:
         self._contrast_due = float("-inf")
         self._learnt_at = float("inf")
         self._floor_now = self._floor
+        self._swaying: np.ndarray | None = None  # this frame's, before its activity is added
         self._tracker.reset()
 
     def _init(self, in_h: int, in_w: int) -> None:
@@ -233,12 +234,15 @@ class MotionDetector:
         # Where pixels have been moving in place, a pixel's shift is forgiven (foliage); elsewhere
         # nothing is (a faint walker on textured grass stays inside its neighbours' range).
         # Until the activity map is learnt (ACTIVITY_LEARN_S after start), every pixel is forgiven.
+        # The same swaying map tells `_objects` where nothing moved lately (a new blob there is
+        # calm); None until the map is learnt: nowhere is known to sway, every new blob is calm.
         exact = cv2.absdiff(adjusted, bg)
+        self._swaying = None
         if t < self._learnt_at:
             diff_bg = _tolerant_diff(adjusted, bg)
         else:
             diff_bg = exact.copy()
-            swaying = cv2.compare(self._activity, SWAYING * 255, cv2.CMP_GT)
+            self._swaying = swaying = cv2.compare(self._activity, SWAYING * 255, cv2.CMP_GT)
             if cv2.countNonZero(swaying):
                 cv2.copyTo(_tolerant_diff(adjusted, bg), cv2.dilate(swaying, _GROW), diff_bg)
         different = cv2.compare(diff_bg, threshold, cv2.CMP_GT)
@@ -263,9 +267,6 @@ class MotionDetector:
         # Activity: departed from the background and from the last frame, exactly (night
         # noise rarely does both; a leaf does it all the time).
         active = cv2.bitwise_and(changing_now, cv2.compare(exact, threshold, cv2.CMP_GT))
-        # Before this frame's activity is added: where it is still below SWAYING, nothing moved
-        # lately. Until it is learnt, nowhere is known to sway (None): every new blob is calm.
-        self._lately = self._activity.copy() if t >= self._learnt_at else None
         cv2.accumulateWeighted(active, self._activity, _weight(ACTIVITY_TAU_S, dt))
         cv2.accumulateWeighted(changing_now, self._recent, _weight(RECENT_TAU_S, dt))
         changing = cv2.dilate(cv2.compare(self._recent, 0.1 * 255, cv2.CMP_GT), _GROW)
@@ -338,7 +339,7 @@ class MotionDetector:
             if cv2.countNonZero(cv2.bitwise_and(fresh[box], blobs[box])) < STEP_MIN_CHANGING * pixels:
                 stepped = True
                 continue
-            calm = self._lately is None or cv2.minMaxLoc(self._lately[box])[1] <= SWAYING * 255
+            calm = self._swaying is None or not cv2.countNonZero(self._swaying[box])
             candidates.append(self._blob(contour, (x, y, w, h), pixels, calm))
         if not candidates:
             return [], stepped
