@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edge.transactions import transaction
+from edge.databases import small_wal, transaction
 
 SCHEMA_VERSION = 2  # 2: segments.sha256
 MAX_BATCH = 256  # writes committed together
@@ -96,10 +96,7 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     try:
-        db.execute("PRAGMA journal_mode=WAL")
-        # Small, truncated WAL: it must never be what fills a small disk.
-        db.execute("PRAGMA wal_autocheckpoint=64")
-        db.execute("PRAGMA journal_size_limit=262144")
+        small_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
         db.execute("PRAGMA foreign_keys=ON")
         db.executescript(_SCHEMA)

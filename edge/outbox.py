@@ -52,9 +52,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from edge.databases import small_wal, transaction
 from edge.logs import get_logger
 from edge.messages import EventMark, Kind, Outgoing
-from edge.transactions import transaction
 
 
 class Storage(StrEnum):
@@ -145,10 +145,7 @@ def _connect(path: Path | None) -> sqlite3.Connection:
     db = sqlite3.connect(str(path) if path is not None else ":memory:", isolation_level=None, check_same_thread=False)
     try:
         if path is not None:
-            db.execute("PRAGMA journal_mode=WAL")
-            # Small, truncated WAL: it must never be what fills a small disk.
-            db.execute("PRAGMA wal_autocheckpoint=64")
-            db.execute("PRAGMA journal_size_limit=262144")
+            small_wal(db)
             # FULL: an event is on disk before put() returns, so a power cut or kill -9
             # loses none. Writes are rare (events, not frames), so the SD card is spared.
             db.execute("PRAGMA synchronous=FULL")

@@ -1,5 +1,5 @@
-"""All or nothing on SQLite's autocommit connections, for the two databases' writer threads
-(edge/outbox.py, edge/index.py): `with transaction(db):` ... BEGIN IMMEDIATE .. COMMIT."""
+"""What the box's two SQLite databases (edge/outbox.py, edge/index.py) do alike: a small
+write-ahead log, and all-or-nothing writes on their writers' autocommit connections."""
 
 from __future__ import annotations
 
@@ -20,3 +20,10 @@ def transaction(db: sqlite3.Connection) -> Iterator[None]:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
         raise
+
+
+def small_wal(db: sqlite3.Connection) -> None:
+    """WAL, checkpointed often and truncated: the log must never be what fills a small disk."""
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA wal_autocheckpoint=64")
+    db.execute("PRAGMA journal_size_limit=262144")
