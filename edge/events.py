@@ -14,6 +14,7 @@ from edge.motion import MotionResult
 
 UPDATE_GROWTH = 1.5  # an update is worth sending when the peak grows by this factor
 UPDATE_MOVE = 0.25  # ... or the region's centre moves this far (frame fractions)
+PROVISIONAL_MIN_SEEN = 2  # a run of provisional frames starts an event once its object is seen twice
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +143,10 @@ class EventTracker:
         # The detector may have followed the object for frames before it reported motion
         # (until it had travelled): those frames count towards the run and its start.
         if max(len(self._run), result.seen) < self._cfg.min_frames:
+            return TrackerStep(new_peak=new_peak)
+        if result.provisional and result.seen < PROVISIONAL_MIN_SEEN:
+            # Blobs counted at once for their calm place may be a new one each frame (insects,
+            # a flag at connection): a run of them is not one object until one is seen again.
             return TrackerStep(new_peak=new_peak)
         return self._start(new_peak)
 

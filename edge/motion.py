@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from edge.config import MotionConfig
+from edge.looks import PixelLooks
 from edge.masks import polygon_mask
 from edge.tracks import Blob, Tracker
 
@@ -50,6 +51,9 @@ BUSY_TAU_S, BUSY_LIMIT = 6.6, 0.35
 # Above SWAYING, the pixel has been moving lately (foliage, a flag) and is compared with
 # a pixel's tolerance; elsewhere exactly, so a faint walker on still grass is not forgiven.
 ACTIVITY_TAU_S, ACTIVITY_LEARN_S, SWAYING = 5.0, 2.0, 0.02  # ~7 s to learn a busy pixel, longer to forget it
+# A blob whose mean activity is at least ALTERNATING is in an area that keeps moving: it is
+# asked whether its pixels only show looks they have had before (edge.looks).
+ALTERNATING = 0.1
 MIN_SHAKE_RESPONSE, MAX_SHAKE_PX = 0.1, 10.0
 STEP_MIN_CHANGING = 0.02  # an object changed in this share of its pixels in the last two frames
 # Moving light: a changed region over textured background (RMS LoG at least 2 grey
@@ -81,6 +85,7 @@ class MotionResult:
     suppressed: str | None = None  # "lighting" or "warmup": the detector cannot tell this frame
     since: float | None = None  # when the moving object was first seen (before it had travelled)
     seen: int = 1  # analysed frames the object has been seen in: the tracker counts them as a run
+    provisional: bool = False  # every object here counts only for its calm place, its travel not yet judged
 
 
 _NONE = MotionResult(False, 0.0, None)
@@ -129,6 +134,7 @@ class MotionDetector:
         self._k, self._floor = _thresholds(config.sensitivity)
         self._shape: tuple[int, int] | None = None
         self._tracker = Tracker()
+        self._looks = PixelLooks()
         self.reset()
 
     def reset(self) -> None:
@@ -141,6 +147,7 @@ class MotionDetector:
         self._floor_now = self._floor
         self._swaying: np.ndarray | None = None  # this frame's, before its activity is added
         self._tracker.reset()
+        self._looks.reset()
 
     def _init(self, in_h: int, in_w: int) -> None:
         self._halvings, self._final = _downscale_plan(in_h, in_w, self._cfg.frame_height)
@@ -213,6 +220,7 @@ class MotionDetector:
         self._frames += 1
         dt = NOMINAL_DT_S if self._last_t is None else min(MAX_DT_S, max(0.0, t - self._last_t))
         self._last_t = t
+        self._looks.learn(small, dt)
         if self._bg is None:
             self._unclipped = unclipped
             self._fast_until = t + FAST_S
@@ -309,7 +317,9 @@ class MotionDetector:
         width, height = self._size
         region = (x0 / width, y0 / height, (x1 - x0) / width, (y1 - y0) / height)
         first = min(travelling, key=lambda item: item[1].first_t)[1]
-        return MotionResult(True, min(1.0, area / self._valid_count), region, since=first.first_t, seen=first.sightings)
+        provisional = all(track.provisional for _, track in travelling)
+        score = min(1.0, area / self._valid_count)
+        return MotionResult(True, score, region, since=first.first_t, seen=first.sightings, provisional=provisional)
 
     def _objects(
         self, blobs: np.ndarray, fresh: np.ndarray, frame: np.ndarray, bg: np.ndarray, usable: np.ndarray
@@ -345,7 +355,16 @@ class MotionDetector:
             return [], stepped
         relit = _relit(candidates, cv2.bitwise_and(blobs, usable), frame, bg)
         kept = [c for c, lit in zip(candidates, relit, strict=True) if not lit]
-        return kept, stepped or len(kept) < len(candidates)
+        stepped = stepped or len(kept) < len(candidates)
+        return [b for b in kept if not self._alternating(b, blobs)], stepped
+
+    def _alternating(self, blob: Blob, blobs: np.ndarray) -> bool:
+        """A blob in an area that keeps moving, made of looks its pixels have had before
+        (a flag's stripes): the background moving, not an object (edge.looks)."""
+        box = (slice(blob.y, blob.y + blob.h), slice(blob.x, blob.x + blob.w))
+        if cv2.mean(self._activity[box], blobs[box])[0] < ALTERNATING * 255:
+            return False
+        return self._looks.known(blobs, box)
 
     def _blob(self, contour: np.ndarray, box: tuple[int, int, int, int], pixels: float, calm: bool) -> Blob:
         m = cv2.moments(contour)

@@ -42,6 +42,22 @@ def test_short_blips_do_not_start_events() -> None:
     assert events_of(feed(tracker, [MOVING, MOVING, STILL] * 10)) == []
 
 
+def test_a_run_of_new_provisional_blobs_is_not_an_object_until_one_is_seen_again() -> None:
+    """Insects at a lamp, a flag at connection: each frame a new blob in a calm place, counted
+    at once (provisional, seen once). Three such frames are not one object; an object
+    followed twice among them is, and starts at once."""
+    flash = MotionResult(True, 0.01, (0.1, 0.1, 0.1, 0.1), seen=1, provisional=True)
+    tracker = EventTracker("box", "cam", EventConfig(min_frames=3))
+    assert events_of(feed(tracker, [flash] * 6)) == []
+    again = MotionResult(True, 0.01, (0.1, 0.1, 0.1, 0.1), seen=2, provisional=True)
+    steps = feed(tracker, [flash, flash, again])
+    assert [e.type for e in events_of(steps)] == ["start"] and steps[2].events
+    judged = MotionResult(True, 0.01, (0.1, 0.1, 0.1, 0.1), seen=1)  # not provisional: travelled
+    assert [e.type for e in events_of(feed(EventTracker("box", "cam", EventConfig(min_frames=3)), [judged] * 3))] == [
+        "start"
+    ]
+
+
 def test_new_peak_marks_the_best_frame_including_before_the_start() -> None:
     tracker = EventTracker("box", "cam", EventConfig(min_frames=3))
     big = MotionResult(True, 0.05, (0.5, 0.5, 0.2, 0.2))
