@@ -19,6 +19,10 @@ Per analysed frame, on a `frame_height` (100) px high copy:
    suppressed and re-learnt. Smaller lighting changes are told apart blob by blob: a
    lamp switching on changes once and then holds (no fresh change inside), and light
    sweeping over a surface keeps its texture (a smooth log-ratio to the background).
+   A blob where things keep moving whose pixels show only looks they have had before
+   (a flag's stripes: edge.looks) is the background moving.
+5. Only blobs that travel are motion (edge.tracks); where a travelling object should
+   be next, every pixel is compared exactly, so foliage's tolerance does not hide it.
 """
 
 from __future__ import annotations
@@ -254,6 +258,10 @@ class MotionDetector:
             if cv2.countNonZero(swaying):
                 cv2.copyTo(_tolerant_diff(adjusted, bg), cv2.dilate(swaying, _GROW), diff_bg)
         different = cv2.compare(diff_bg, threshold, cv2.CMP_GT)
+        expected = self._expected(t)
+        if expected is not None:
+            # Where a travelling object should be, nothing is forgiven (Tracker.expected).
+            cv2.copyTo(cv2.compare(exact, threshold, cv2.CMP_GT), expected, different)
         different = cv2.bitwise_and(different, usable)
         changed = cv2.countNonZero(different) / self._valid_count
         if changed > self._cfg.lighting_fraction and self._realign(adjusted):
@@ -320,6 +328,17 @@ class MotionDetector:
         provisional = all(track.provisional for _, track in travelling)
         score = min(1.0, area / self._valid_count)
         return MotionResult(True, score, region, since=first.first_t, seen=first.sightings, provisional=provisional)
+
+    def _expected(self, t: float) -> np.ndarray | None:
+        """A mask of where travelling objects should be now (Tracker.expected), or None."""
+        boxes = self._tracker.expected(t)
+        if not boxes:
+            return None
+        width, height = self._size
+        mask = np.zeros((height, width), np.uint8)
+        for x0, y0, x1, y1 in boxes:
+            mask[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)] = 255
+        return mask
 
     def _objects(
         self, blobs: np.ndarray, fresh: np.ndarray, frame: np.ndarray, bg: np.ndarray, usable: np.ndarray

@@ -31,6 +31,10 @@ FAST_AGE_S = 0.15  # ... or this long when it travelled twice the distance (a ca
 STRAIGHTNESS = 0.6  # net travel over path length: 1 for a straight walk, ~0.5 or less for a sway
 IN_PLACE_S = 1.5  # a walker is confirmed well within this; a blob still here unconfirmed is moving in place
 HISTORY = 12  # sightings kept per track: enough for ~2 s at 5 fps
+# Where a travelling object should be next: its last box moved on by its last step and
+# grown by EXPECT_GROW x its size plus GATE_MIN_PX, for EXPECT_S after it was last seen,
+# once it has been followed for EXPECT_AFTER_S (three steps at 5 fps) and is still travelling.
+EXPECT_S, EXPECT_GROW, EXPECT_AFTER_S = 0.6, 0.25, 0.6
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,7 @@ class Track:
     confirmed: bool = False
     provisional: bool = False  # confirmed only for being calm: judged by its travel at MIN_AGE_S
     path: list[tuple[float, float]] = field(default_factory=list)
+    velocity: tuple[float, float] = (0.0, 0.0)  # of its centre over its last step, analysis pixels per second
 
     def size(self) -> float:
         """Typical side of the blob: sqrt of its pixel count (a person's box is mostly them)."""
@@ -103,6 +108,24 @@ class Tracker:
     def reset(self) -> None:
         self.tracks.clear()
         self.stopped.clear()
+
+    def expected(self, t: float) -> list[tuple[int, int, int, int]]:
+        """Boxes (x0, y0, x1, y1) where objects that are travelling should be at `t`. The
+        detector compares every pixel there exactly, so a walker in front of foliage is
+        not forgiven as a swaying leaf. Only tracks that still pass the travel test over
+        their kept path lend this: a flag's wave, once confirmed, stops when it turns."""
+        boxes = []
+        for track in self.tracks:
+            dt = t - track.last_t
+            if not (track.confirmed and not track.provisional and 0 < dt <= EXPECT_S):
+                continue
+            if t - track.first_t < EXPECT_AFTER_S or len(track.path) < 3 or not _travelled(track, 1.0):
+                continue
+            b, (vx, vy) = track.last, track.velocity
+            grow = GATE_MIN_PX + EXPECT_GROW * track.size()
+            x, y = b.x + vx * dt - grow, b.y + vy * dt - grow
+            boxes.append((int(x), int(y), int(x + b.w + 2 * grow) + 1, int(y + b.h + 2 * grow) + 1))
+        return boxes
 
     def update(self, blobs: list[Blob], t: float) -> list[tuple[Blob, Track]]:
         """Link `blobs` (seen at `t`) to tracks; returns each blob with its track."""
@@ -151,6 +174,9 @@ def _part_of(blob: Blob, track: Track) -> bool:
 
 
 def _extend(track: Track, blob: Blob, t: float) -> None:
+    if t > track.last_t:
+        dt = t - track.last_t
+        track.velocity = ((blob.cx - track.last.cx) / dt, (blob.cy - track.last.cy) / dt)
     track.last, track.last_t = blob, t
     track.sightings += 1
     track.path.append(blob.where(track.border))

@@ -93,3 +93,25 @@ def test_a_provisional_track_lends_nothing_to_blobs_beside_it() -> None:
     linked = tracker.update([blob(80.5, 50), blob(84, 60, 4, 6)], 0.2)
     assert [track.provisional for _, track in linked] == [True, False]
     assert not linked[1][1].confirmed
+
+
+def test_where_a_travelling_object_should_be_next_and_where_nothing_is_expected() -> None:
+    """Tracker.expected: the box of a walker followed for 0.6 s or more, moved on by its last
+    step; nothing for a blob that sways in place, for a calm blob not yet judged, or for a
+    walker not seen for longer than EXPECT_S."""
+    tracker = Tracker()
+    for i in range(5):  # 2.5 px per frame to the right, at 5 fps
+        tracker.update([blob(40 + 2.5 * i, 50)], i / 5)
+    assert tracker.expected(0.8) == []  # seen now: nothing to predict for this frame
+    ((x0, y0, x1, y1),) = tracker.expected(1.0)
+    last = tracker.tracks[0].last
+    assert x0 < last.x + 2.5 < last.x + last.w + 2.5 < x1  # moved on by one step, grown
+    assert y0 < last.y and last.y + last.h < y1
+    assert tracker.expected(2.0) == []  # lost sight of it for over EXPECT_S
+    sway = Tracker()
+    for i in range(25):
+        sway.update([blob(80 + 2 * math.sin(i * 1.3), 50)], i / 5)
+    assert sway.expected(5.0) == []
+    calm = Tracker()
+    calm.update([blob(40, 50, calm=True)], 0.0)
+    assert calm.tracks[0].confirmed and calm.expected(0.2) == []
