@@ -55,6 +55,10 @@ BUSY_TAU_S, BUSY_LIMIT = 6.6, 0.35
 # Above SWAYING, the pixel has been moving lately (foliage, a flag) and is compared with
 # a pixel's tolerance; elsewhere exactly, so a faint walker on still grass is not forgiven.
 ACTIVITY_TAU_S, ACTIVITY_LEARN_S, SWAYING = 5.0, 2.0, 0.02  # ~7 s to learn a busy pixel, longer to forget it
+# A new blob is calm (counted at once, edge.tracks) where activity is at most CALM: one
+# active analysed frame leaves 0.039, so where a passer-by's edge crossed once stays calm;
+# foliage and a flag keep their pixels well above it.
+CALM = 0.05
 # A blob whose mean activity is at least ALTERNATING is in an area that keeps moving: it is
 # asked whether its pixels only show looks they have had before (edge.looks).
 ALTERNATING = 0.1
@@ -149,7 +153,7 @@ class MotionDetector:
         self._contrast_due = float("-inf")
         self._learnt_at = float("inf")
         self._floor_now = self._floor
-        self._swaying: np.ndarray | None = None  # this frame's, before its activity is added
+        self._unsettled: np.ndarray | None = None  # activity above CALM, this frame's, before its own is added
         self._tracker.reset()
         self._looks.reset()
 
@@ -246,15 +250,16 @@ class MotionDetector:
         # Where pixels have been moving in place, a pixel's shift is forgiven (foliage); elsewhere
         # nothing is (a faint walker on textured grass stays inside its neighbours' range).
         # Until the activity map is learnt (ACTIVITY_LEARN_S after start), every pixel is forgiven.
-        # The same swaying map tells `_objects` where nothing moved lately (a new blob there is
-        # calm); None until the map is learnt: nowhere is known to sway, every new blob is calm.
+        # A map at CALM tells `_objects` where nothing moved lately (a new blob there is calm);
+        # None until the map is learnt: nowhere is known to sway, every new blob is calm.
         exact = cv2.absdiff(adjusted, bg)
-        self._swaying = None
+        self._unsettled = None
         if t < self._learnt_at:
             diff_bg = _tolerant_diff(adjusted, bg)
         else:
             diff_bg = exact.copy()
-            self._swaying = swaying = cv2.compare(self._activity, SWAYING * 255, cv2.CMP_GT)
+            swaying = cv2.compare(self._activity, SWAYING * 255, cv2.CMP_GT)
+            self._unsettled = cv2.compare(self._activity, CALM * 255, cv2.CMP_GT)
             if cv2.countNonZero(swaying):
                 cv2.copyTo(_tolerant_diff(adjusted, bg), cv2.dilate(swaying, _GROW), diff_bg)
         different = cv2.compare(diff_bg, threshold, cv2.CMP_GT)
@@ -368,7 +373,7 @@ class MotionDetector:
             if cv2.countNonZero(cv2.bitwise_and(fresh[box], blobs[box])) < STEP_MIN_CHANGING * pixels:
                 stepped = True
                 continue
-            calm = self._swaying is None or not cv2.countNonZero(self._swaying[box])
+            calm = self._unsettled is None or not cv2.countNonZero(self._unsettled[box])
             candidates.append(self._blob(contour, (x, y, w, h), pixels, calm))
         if not candidates:
             return [], stepped

@@ -357,3 +357,18 @@ def test_time_constants_are_seconds_not_frames() -> None:
         learnt.append(when)
     assert None not in learnt and learnt[0] > 4.5
     assert abs(learnt[0] - learnt[1]) <= 0.5
+
+
+def test_a_place_someone_walked_through_seconds_ago_is_calm_again() -> None:
+    """A person in a flickering shirt walks along the street; a few seconds after they passed
+    a spot, a second person steps out there (a doorway). One passage leaves the place calm
+    again within seconds (edge.motion.CALM; activity there is 0.03-0.04 by then): the
+    newcomer counts from the first frame they are seen, not only once they have travelled."""
+    rng = np.random.default_rng(7)
+    bg = scene()
+    first = [noisy(bg, rng, 3) for _ in range(20)]
+    first += [noisy(with_person(bg, x, value=230 - 60 * (i % 2)), rng, 3) for i, x in enumerate(range(40, 600, 4))]
+    quiet = [noisy(bg, rng, 3) for _ in range(5)]
+    second = [noisy(with_person(bg, x), rng, 3) for x in range(360, 480, 12)]
+    results = run(first + quiet + second)
+    assert results[len(first) + len(quiet)].motion
