@@ -261,12 +261,16 @@ class MotionDetector:
             swaying = cv2.compare(self._activity, SWAYING * 255, cv2.CMP_GT)
             self._unsettled = cv2.compare(self._activity, CALM * 255, cv2.CMP_GT)
             if cv2.countNonZero(swaying):
-                cv2.copyTo(_tolerant_diff(adjusted, bg), cv2.dilate(swaying, _GROW), diff_bg)
+                # Only over the swaying pixels' box (plus the 3x3 reach): often a small part.
+                forgiven = cv2.dilate(swaying, _GROW)
+                x, y, w, h = cv2.boundingRect(forgiven)
+                height, width = forgiven.shape
+                near = (slice(max(0, y - 1), min(height, y + h + 1)), slice(max(0, x - 1), min(width, x + w + 1)))
+                cv2.copyTo(_tolerant_diff(adjusted[near], bg[near]), forgiven[near], diff_bg[near])
         different = cv2.compare(diff_bg, threshold, cv2.CMP_GT)
-        expected = self._expected(t)
-        if expected is not None:
+        for box in self._expected(t):
             # Where a travelling object should be, nothing is forgiven (Tracker.expected).
-            cv2.copyTo(cv2.compare(exact, threshold, cv2.CMP_GT), expected, different)
+            different[box] = cv2.compare(exact[box], threshold[box], cv2.CMP_GT)
         different = cv2.bitwise_and(different, usable)
         changed = cv2.countNonZero(different) / self._valid_count
         if changed > self._cfg.lighting_fraction and self._realign(adjusted):
@@ -334,16 +338,14 @@ class MotionDetector:
         score = min(1.0, area / self._valid_count)
         return MotionResult(True, score, region, since=first.first_t, seen=first.sightings, provisional=provisional)
 
-    def _expected(self, t: float) -> np.ndarray | None:
-        """A mask of where travelling objects should be now (Tracker.expected), or None."""
-        boxes = self._tracker.expected(t)
-        if not boxes:
-            return None
+    def _expected(self, t: float) -> list[tuple[slice, slice]]:
+        """Where travelling objects should be now (Tracker.expected), as slices of the frame."""
         width, height = self._size
-        mask = np.zeros((height, width), np.uint8)
-        for x0, y0, x1, y1 in boxes:
-            mask[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)] = 255
-        return mask
+        return [
+            (slice(max(0, y0), min(height, y1)), slice(max(0, x0), min(width, x1)))
+            for x0, y0, x1, y1 in self._tracker.expected(t)
+            if x1 > 0 and y1 > 0 and x0 < width and y0 < height
+        ]
 
     def _objects(
         self, blobs: np.ndarray, fresh: np.ndarray, frame: np.ndarray, bg: np.ndarray, usable: np.ndarray

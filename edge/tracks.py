@@ -92,6 +92,7 @@ class Track:
     provisional: bool = False  # confirmed only for being calm: judged by its travel at MIN_AGE_S
     path: list[tuple[float, float]] = field(default_factory=list)
     velocity: tuple[float, float] = (0.0, 0.0)  # of its centre over its last step, analysis pixels per second
+    travelling: bool = False  # its kept path (3 sightings or more) passes the travel test now
 
     def size(self) -> float:
         """Typical side of the blob: sqrt of its pixel count (a person's box is mostly them)."""
@@ -119,7 +120,7 @@ class Tracker:
             dt = t - track.last_t
             if not (track.confirmed and not track.provisional and 0 < dt <= EXPECT_S):
                 continue
-            if t - track.first_t < EXPECT_AFTER_S or len(track.path) < 3 or not _travelled(track, 1.0):
+            if t - track.first_t < EXPECT_AFTER_S or not track.travelling:
                 continue
             b, (vx, vy) = track.last, track.velocity
             grow = GATE_MIN_PX + EXPECT_GROW * track.size()
@@ -181,6 +182,7 @@ def _extend(track: Track, blob: Blob, t: float) -> None:
     track.sightings += 1
     track.path.append(blob.where(track.border))
     del track.path[:-HISTORY]
+    track.travelling = len(track.path) >= 3 and _travelled(track, 1.0)
     age = t - track.first_t
     if (track.provisional or not track.confirmed) and age >= FAST_AGE_S:
         # Fast travel confirms early; a blob that has flickered in place for a while
