@@ -268,7 +268,8 @@ class MotionDetector:
                 near = (slice(max(0, y - 1), min(height, y + h + 1)), slice(max(0, x - 1), min(width, x + w + 1)))
                 cv2.copyTo(_tolerant_diff(adjusted[near], bg[near]), forgiven[near], diff_bg[near])
         different = cv2.compare(diff_bg, threshold, cv2.CMP_GT)
-        for box in self._expected(t):
+        expected = self._expected(t)
+        for box in expected:
             # Where a travelling object should be, nothing is forgiven (Tracker.expected).
             different[box] = cv2.compare(exact[box], threshold[box], cv2.CMP_GT)
         different = cv2.bitwise_and(different, usable)
@@ -316,7 +317,10 @@ class MotionDetector:
         if self._frames <= WARMUP_FRAMES:
             return MotionResult(False, 0.0, None, "warmup")
         # Always-moving pixels (foliage, flags, signs) are ignored while they stay busy.
-        moving = cv2.bitwise_and(moving, cv2.compare(self._busy, BUSY_LIMIT * 255, cv2.CMP_LE))
+        quiet = cv2.compare(self._busy, BUSY_LIMIT * 255, cv2.CMP_LE)
+        for box in expected:  # ... but not where a travelling object should be: a person in a busy lane
+            quiet[box] = 255
+        moving = cv2.bitwise_and(moving, quiet)
         if not cv2.countNonZero(moving):
             return _NONE
         blobs = cv2.morphologyEx(moving, cv2.MORPH_OPEN, _KERNEL)

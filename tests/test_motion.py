@@ -416,13 +416,17 @@ def frames_with_person_found(results, person) -> int:
     return found
 
 
-def test_a_person_walking_in_a_busy_lane_is_not_taken_for_the_roads_looks() -> None:
-    """40 s of traffic teach the lane's pixels the cars' looks (edge.looks) and keep it
-    active; a person as grey as the silver cars then walks in the lane. Their blob is more
-    than the cars' greys: the looks cost them at most 5 of their 100 frames (one run: 70
-    found, 73 without the looks; the rest are lost to the lane's busy pixels, docs/MOTION.md)."""
-    frames, person = busy_road(np.random.default_rng(1))
-    with_looks = frames_with_person_found(run(frames), person)
-    without = frames_with_person_found(run(frames, WithoutLooks(MotionConfig())), person)
-    assert without >= 60  # the scene is what it says: the person is found
-    assert with_looks >= without - 5
+def test_a_person_walking_in_a_busy_lane_is_followed_and_not_taken_for_the_roads_looks() -> None:
+    """40 s of traffic make the lane's pixels busy and teach them the cars' looks
+    (edge.looks); a person as grey as the silver cars then walks in the lane, three times
+    (seeds). Where they should be next, busy pixels count (Tracker.expected): found in
+    most of their 300 frames (one run: 229; 183 when busy pixels stay ignored there). And
+    their blob is more than the cars' greys: the looks cost them at most 12 frames (225
+    without the looks; 171 if a blob with half its pixels new were the road's)."""
+    with_looks = without = 0
+    for seed in (1, 2, 3):
+        frames, person = busy_road(np.random.default_rng(seed))
+        with_looks += frames_with_person_found(run(frames), person)
+        without += frames_with_person_found(run(frames, WithoutLooks(MotionConfig())), person)
+    assert with_looks >= 210
+    assert with_looks >= without - 12
