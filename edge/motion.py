@@ -253,6 +253,7 @@ class MotionDetector:
         # A map at CALM tells `_objects` where nothing moved lately (a new blob there is calm);
         # None until the map is learnt: nowhere is known to sway, every new blob is calm.
         exact = cv2.absdiff(adjusted, bg)
+        departed = cv2.compare(exact, threshold, cv2.CMP_GT)  # from the background, no shift forgiven
         self._unsettled = None
         if t < self._learnt_at:
             diff_bg = _tolerant_diff(adjusted, bg)
@@ -271,7 +272,7 @@ class MotionDetector:
         expected = self._expected(t)
         for box in expected:
             # Where a travelling object should be, nothing is forgiven (Tracker.expected).
-            different[box] = cv2.compare(exact[box], threshold[box], cv2.CMP_GT)
+            different[box] = departed[box]
         different = cv2.bitwise_and(different, usable)
         changed = cv2.countNonZero(different) / self._valid_count
         if changed > self._cfg.lighting_fraction and self._realign(adjusted):
@@ -292,7 +293,7 @@ class MotionDetector:
         changing_now = cv2.compare(cv2.absdiff(adjusted, prev), threshold, cv2.CMP_GT)
         # Activity: departed from the background and from the last frame, exactly (night
         # noise rarely does both; a leaf does it all the time).
-        active = cv2.bitwise_and(changing_now, cv2.compare(exact, threshold, cv2.CMP_GT))
+        active = cv2.bitwise_and(changing_now, departed)
         cv2.accumulateWeighted(active, self._activity, _weight(ACTIVITY_TAU_S, dt))
         cv2.accumulateWeighted(changing_now, self._recent, _weight(RECENT_TAU_S, dt))
         changing = cv2.dilate(cv2.compare(self._recent, 0.1 * 255, cv2.CMP_GT), _GROW)
@@ -436,13 +437,14 @@ def _relit(boxes: list[Blob], blobs: np.ndarray, frame: np.ndarray, bg: np.ndarr
     roi = (slice(y0, y1), slice(x0, x1))
     log_bg = cv2.log(bg[roi] + 1.0)
     ratio = cv2.subtract(cv2.log(frame[roi] + 1.0), log_bg)
-    maps = (_edge_energy(bg[roi]), _edge_energy(log_bg), _edge_energy(ratio))
+    # The three edge-energy maps as one three-channel image: one pass of each filter.
+    maps = _edge_energy(cv2.merge((bg[roi], log_bg, ratio)))
     slope = _slope(ratio)
     verdicts = []
     for b in boxes:
         box = (slice(b.y - y0, b.y - y0 + b.h), slice(b.x - x0, b.x - x0 + b.w))
         mask = blobs[b.y : b.y + b.h, b.x : b.x + b.w]
-        texture, log_texture, ratio_energy = (cv2.mean(m[box], mask=mask)[0] for m in maps)
+        texture, log_texture, ratio_energy = cv2.mean(maps[box], mask=mask)[:3]
         relit = texture >= RELIT_MIN_TEXTURE**2 and ratio_energy <= RELIT_SMOOTHNESS**2 * log_texture
         # Soft: the change takes several pixels to reach its full strength at every edge
         # (a cloud's shadow, a light pool): an object's outline is sharp at this size.
