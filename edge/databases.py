@@ -1,11 +1,27 @@
-"""What the box's two SQLite databases (edge/outbox.py, edge/index.py) do alike: a small
-write-ahead log, and all-or-nothing writes on their writers' autocommit connections."""
+"""What the box's two SQLite databases (edge/outbox.py, edge/index.py) do alike: how a
+writer's connection is opened, a small write-ahead log, and all-or-nothing writes on
+their writers' autocommit connections."""
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+
+def connect(path: Path | None, prepare: Callable[[sqlite3.Connection], None]) -> sqlite3.Connection:
+    """An autocommit connection to `path` (None: in memory), usable from the writer thread
+    that did not open it, made ready by `prepare`; closed again if that fails."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path) if path is not None else ":memory:", isolation_level=None, check_same_thread=False)
+    try:
+        prepare(db)
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edge.databases import small_wal, transaction
+from edge.databases import connect, small_wal, transaction
 
 SCHEMA_VERSION = 2  # 2: segments.sha256
 MAX_BATCH = 256  # writes committed together
@@ -93,18 +93,15 @@ def migrate(db: sqlite3.Connection) -> None:
 
 
 def _connect_writer(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    try:
-        small_wal(db)
-        db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
-        db.execute("PRAGMA foreign_keys=ON")
-        db.executescript(_SCHEMA)
-        migrate(db)
-    except sqlite3.Error:
-        db.close()
-        raise
-    return db
+    return connect(path, _prepare)
+
+
+def _prepare(db: sqlite3.Connection) -> None:
+    small_wal(db)
+    db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
+    db.execute("PRAGMA foreign_keys=ON")
+    db.executescript(_SCHEMA)
+    migrate(db)
 
 
 def _totals(db: sqlite3.Connection) -> tuple[int, float | None]:

@@ -52,7 +52,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from edge.databases import small_wal, transaction
+from edge.databases import connect, small_wal, transaction
 from edge.logs import get_logger
 from edge.messages import EventMark, Kind, Outgoing
 
@@ -140,10 +140,8 @@ REOPEN_EVERY_S = 30.0
 
 def _connect(path: Path | None) -> sqlite3.Connection:
     """The outbox database at `path` (None: in memory), schema in place."""
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(str(path) if path is not None else ":memory:", isolation_level=None, check_same_thread=False)
-    try:
+
+    def prepare(db: sqlite3.Connection) -> None:
         if path is not None:
             small_wal(db)
             # FULL: an event is on disk before put() returns, so a power cut or kill -9
@@ -151,10 +149,8 @@ def _connect(path: Path | None) -> sqlite3.Connection:
             db.execute("PRAGMA synchronous=FULL")
         db.executescript(_SCHEMA)
         _label_legacy_rows(db)
-    except sqlite3.Error:
-        db.close()
-        raise
-    return db
+
+    return connect(path, prepare)
 
 
 def _label_legacy_rows(db: sqlite3.Connection) -> None:
