@@ -265,8 +265,7 @@ class MotionDetector:
                 # Only over the swaying pixels' box (plus the 3x3 reach): often a small part.
                 forgiven = cv2.dilate(swaying, _GROW)
                 x, y, w, h = cv2.boundingRect(forgiven)
-                height, width = forgiven.shape
-                near = (slice(max(0, y - 1), min(height, y + h + 1)), slice(max(0, x - 1), min(width, x + w + 1)))
+                near = _window(x - 1, y - 1, x + w + 1, y + h + 1, forgiven.shape)
                 cv2.copyTo(_tolerant_diff(adjusted[near], bg[near]), forgiven[near], diff_bg[near])
         different = cv2.compare(diff_bg, threshold, cv2.CMP_GT)
         expected = self._expected(t)
@@ -345,12 +344,9 @@ class MotionDetector:
 
     def _expected(self, t: float) -> list[tuple[slice, slice]]:
         """Where travelling objects should be now (Tracker.expected), as slices of the frame."""
-        width, height = self._size
-        return [
-            (slice(max(0, y0), min(height, y1)), slice(max(0, x0), min(width, x1)))
-            for x0, y0, x1, y1 in self._tracker.expected(t)
-            if x1 > 0 and y1 > 0 and x0 < width and y0 < height
-        ]
+        shape = (self._size[1], self._size[0])
+        windows = (_window(*box, shape) for box in self._tracker.expected(t))
+        return [(rows, cols) for rows, cols in windows if rows.start < rows.stop and cols.start < cols.stop]
 
     def _objects(
         self, blobs: np.ndarray, fresh: np.ndarray, frame: np.ndarray, bg: np.ndarray, usable: np.ndarray
@@ -392,16 +388,23 @@ class MotionDetector:
     def _alternating(self, blob: Blob, blobs: np.ndarray) -> bool:
         """A blob in an area that keeps moving, made of looks its pixels have had before
         (a flag's stripes): the background moving, not an object (edge.looks)."""
-        box = (slice(blob.y, blob.y + blob.h), slice(blob.x, blob.x + blob.w))
-        if cv2.mean(self._activity[box], blobs[box])[0] < ALTERNATING * 255:
+        if cv2.mean(self._activity[blob.window], blobs[blob.window])[0] < ALTERNATING * 255:
             return False
-        return self._looks.known(blobs, box)
+        return self._looks.known(blobs, blob.window)
 
     def _blob(self, contour: np.ndarray, box: tuple[int, int, int, int], pixels: float, calm: bool) -> Blob:
         m = cv2.moments(contour)
         x, y, w, h = box
         cx, cy = (m["m10"] / m["m00"], m["m01"] / m["m00"]) if m["m00"] else (x + w / 2, y + h / 2)
         return Blob.at(box, pixels, (cx, cy), self._size, calm)
+
+
+def _window(x0: float, y0: float, x1: float, y1: float, shape: tuple[int, ...]) -> tuple[slice, slice]:
+    """The part of the box [x0, x1) x [y0, y1) inside a frame of `shape` (rows, columns), as
+    slices (empty where the box lies outside)."""
+    height, width = shape[:2]
+    rows = slice(int(min(height, max(0, y0))), int(min(height, max(0, y1))))
+    return rows, slice(int(min(width, max(0, x0))), int(min(width, max(0, x1))))
 
 
 def _weight(tau: float, dt: float) -> float:
@@ -430,11 +433,14 @@ def _relit(boxes: list[Blob], blobs: np.ndarray, frame: np.ndarray, bg: np.ndarr
     and is kept as motion: a missed person costs more than a false alarm. The maps
     cover only the blobs' union box (plus the filters' reach): usually a small part.
     """
-    height, width = blobs.shape
-    x0, y0 = max(0, min(b.x for b in boxes) - 2), max(0, min(b.y for b in boxes) - 2)
-    x1 = min(width, max(b.x + b.w for b in boxes) + 2)
-    y1 = min(height, max(b.y + b.h for b in boxes) + 2)
-    roi = (slice(y0, y1), slice(x0, x1))
+    roi = _window(
+        min(b.x for b in boxes) - 2,
+        min(b.y for b in boxes) - 2,
+        max(b.x + b.w for b in boxes) + 2,
+        max(b.y + b.h for b in boxes) + 2,
+        blobs.shape,
+    )
+    y0, x0 = roi[0].start, roi[1].start
     log_bg = cv2.log(bg[roi] + 1.0)
     ratio = cv2.subtract(cv2.log(frame[roi] + 1.0), log_bg)
     # The three edge-energy maps as one three-channel image: one pass of each filter.
@@ -443,7 +449,7 @@ def _relit(boxes: list[Blob], blobs: np.ndarray, frame: np.ndarray, bg: np.ndarr
     verdicts = []
     for b in boxes:
         box = (slice(b.y - y0, b.y - y0 + b.h), slice(b.x - x0, b.x - x0 + b.w))
-        mask = blobs[b.y : b.y + b.h, b.x : b.x + b.w]
+        mask = blobs[b.window]
         texture, log_texture, ratio_energy = cv2.mean(maps[box], mask=mask)[:3]
         relit = texture >= RELIT_MIN_TEXTURE**2 and ratio_energy <= RELIT_SMOOTHNESS**2 * log_texture
         # Soft: the change takes several pixels to reach its full strength at every edge

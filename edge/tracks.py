@@ -63,6 +63,11 @@ class Blob:
         x, y, w, h = box
         return cls(x, y, w, h, pixels, centre[0], centre[1], (_side(x, w, view[0]), _side(y, h, view[1])), calm)
 
+    @property
+    def window(self) -> tuple[slice, slice]:
+        """Its box as (rows, columns) slices of the analysis frame."""
+        return slice(self.y, self.y + self.h), slice(self.x, self.x + self.w)
+
     def where(self, border: tuple[int, int]) -> tuple[float, float]:
         """Its position for a track that began touching `border`: a person walking in from
         the edge grows out of it, and only the edge away from that border shows how far
