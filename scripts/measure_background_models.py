@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.config import MotionConfig  # noqa: E402
 from edge.evaluation.__main__ import HEADER, gather, row  # noqa: E402
+from edge.evaluation.baselines import boxes_result  # noqa: E402
 from edge.evaluation.metrics import Detector, Score, evaluate  # noqa: E402
 from edge.looks import VAR_THRESHOLD, PixelLooks  # noqa: E402
 from edge.motion import MotionDetector, MotionResult  # noqa: E402
@@ -69,13 +70,7 @@ class Alone:
             for c in cv2.findContours(blobs, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]
             if cv2.contourArea(c) >= self._min_area * blobs.size
         ]
-        if not boxes:
-            return MotionResult(False, 0.0, None)
-        sh, sw = blobs.shape
-        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
-        x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
-        area = sum(b[2] * b[3] for b in boxes)
-        return MotionResult(True, min(1.0, area / blobs.size), (x0 / sw, y0 / sh, (x1 - x0) / sw, (y1 - y0) / sh))
+        return boxes_result(boxes, blobs.shape)
 
 
 class NoLooks(MotionDetector):

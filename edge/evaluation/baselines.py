@@ -26,6 +26,18 @@ def _region(mask: np.ndarray) -> tuple[float, float, float, float]:
     return (xs.min() / w, ys.min() / h, (xs.max() - xs.min() + 1) / w, (ys.max() - ys.min() + 1) / h)
 
 
+def boxes_result(boxes: list[tuple[int, int, int, int]], shape: tuple[int, ...]) -> MotionResult:
+    """Motion where there are boxes (x, y, w, h) in a mask of `shape`: score their summed area
+    over the mask's, region the box around them all."""
+    if not boxes:
+        return _NONE
+    sh, sw = shape[:2]
+    area = sum(bw * bh for _, _, bw, bh in boxes)
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+    return MotionResult(True, min(1.0, area / (sh * sw)), (x0 / sw, y0 / sh, (x1 - x0) / sw, (y1 - y0) / sh))
+
+
 class FrigateStyle:
     name = "frigate-style"
 
@@ -49,15 +61,7 @@ class FrigateStyle:
         if np.count_nonzero(thresh) > 0.8 * thresh.size:  # lighting: recalibrate
             self._avg = blurred.astype(np.float32)
             return _NONE
-        if not boxes:
-            return _NONE
-        area = sum(bw * bh for _, _, bw, bh in boxes)
-        x0 = min(b[0] for b in boxes)
-        y0 = min(b[1] for b in boxes)
-        x1 = max(b[0] + b[2] for b in boxes)
-        y1 = max(b[1] + b[3] for b in boxes)
-        sh, sw = thresh.shape
-        return MotionResult(True, min(1.0, area / thresh.size), (x0 / sw, y0 / sh, (x1 - x0) / sw, (y1 - y0) / sh))
+        return boxes_result(boxes, thresh.shape)
 
 
 class FrameDifference:
